@@ -1,0 +1,158 @@
+"""Segmentation metrics from a global confusion matrix, tables and writers.
+
+mIoU is computed once from a `[C, C]` confusion matrix summed over the whole
+split, never as an average of per-batch IoUs.
+"""
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def confusion_matrix(
+  labels: jax.Array, predictions: jax.Array, num_classes: int, valid: jax.Array
+) -> jax.Array:
+  """Counts (label, prediction) pairs over the valid pixels.
+
+  Args:
+    labels: `[...]` int ground truth (values outside `[0, C)` must be masked
+      out by `valid`).
+    predictions: `[...]` int predicted classes in `[0, C)`.
+    num_classes: C.
+    valid: `[...]` bool; False pixels are not counted.
+
+  Returns:
+    `[C, C]` int32 matrix; rows are ground truth, columns predictions.
+  """
+  index = jnp.where(valid, labels * num_classes + predictions, 0)
+  counts = jnp.bincount(
+    index.ravel(), weights=valid.ravel().astype(jnp.int32), length=num_classes**2
+  )
+  return counts.astype(jnp.int32).reshape(num_classes, num_classes)
+
+
+def compute_metrics(confusion: np.ndarray) -> dict[str, float | np.ndarray]:
+  """Scores a confusion matrix.
+
+  Classes absent from both ground truth and prediction have no IoU (NaN) and
+  are left out of the means, as in mmsegmentation.
+
+  Args:
+    confusion: `[C, C]` counts, rows ground truth, columns predictions.
+
+  Returns:
+    `iou`, `acc`, `dice`: `[C]` float64 per-class values (NaN where undefined);
+    `miou`, `macc`, `mdice`: their NaN-ignoring means; `aacc`: pixel accuracy.
+  """
+  confusion = np.asarray(confusion, np.float64)
+  tp = np.diag(confusion)
+  gt = confusion.sum(axis=1)
+  pred = confusion.sum(axis=0)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    iou = np.where(gt + pred - tp > 0, tp / (gt + pred - tp), np.nan)
+    acc = np.where(gt > 0, tp / gt, np.nan)
+    dice = np.where(gt + pred > 0, 2 * tp / (gt + pred), np.nan)
+  total = confusion.sum()
+  return {
+    "iou": iou,
+    "acc": acc,
+    "dice": dice,
+    "miou": _nanmean(iou),
+    "macc": _nanmean(acc),
+    "mdice": _nanmean(dice),
+    "aacc": float(tp.sum() / total) if total else float("nan"),
+  }
+
+
+def _nanmean(x: np.ndarray) -> float:
+  return float(np.nanmean(x)) if np.any(~np.isnan(x)) else float("nan")
+
+
+def format_table(metrics: Mapping, class_names: Sequence[str]) -> str:
+  """A per-class table (IoU, accuracy) and the summary line, in percent."""
+  width = max(len("class"), *(len(n) for n in class_names))
+  lines = [f"{'class':<{width}}    IoU     Acc", "-" * (width + 16)]
+  for name, iou, acc in zip(class_names, metrics["iou"], metrics["acc"], strict=True):
+    lines.append(f"{name:<{width}}  {_pct(iou)}  {_pct(acc)}")
+  lines.append("-" * (width + 16))
+  lines.append(
+    f"mIoU {_pct(metrics['miou']).strip()}  mAcc {_pct(metrics['macc']).strip()}  "
+    f"aAcc {_pct(metrics['aacc']).strip()}  mDice {_pct(metrics['mdice']).strip()}"
+  )
+  return "\n".join(lines)
+
+
+def _pct(x: float) -> str:
+  return "   n/a" if np.isnan(x) else f"{100 * x:6.2f}"
+
+
+def to_json(metrics: Mapping, class_names: Sequence[str], step: int) -> dict:
+  """A JSON-ready record: scalars plus per-class IoU and accuracy by class name."""
+
+  def clean(x):
+    return None if np.isnan(x) else round(float(x), 6)
+
+  return {
+    "step": int(step),
+    "miou": clean(metrics["miou"]),
+    "macc": clean(metrics["macc"]),
+    "aacc": clean(metrics["aacc"]),
+    "mdice": clean(metrics["mdice"]),
+    "iou": {n: clean(v) for n, v in zip(class_names, metrics["iou"], strict=True)},
+    "acc": {n: clean(v) for n, v in zip(class_names, metrics["acc"], strict=True)},
+  }
+
+
+def update_metrics_file(path: str, record: dict) -> dict:
+  """Writes `record` as `latest` into the JSON file at `path`, and as `best` if
+  its mIoU beats the stored best. Returns the file's new contents."""
+  contents = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      contents = json.load(f)
+  contents["latest"] = record
+  best = contents.get("best")
+  if best is None or (record["miou"] or 0.0) > (best["miou"] or 0.0):
+    contents["best"] = record
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(contents, f, indent=2)
+  os.replace(tmp, path)
+  return contents
+
+
+class MetricWriter:
+  """Scalars to TensorBoard and to `scalars.jsonl` (one JSON object per write),
+  which notebooks and tests read without TensorBoard. Process 0 only."""
+
+  def __init__(self, logdir: str, enabled: bool = True):
+    self._writer = self._jsonl = None
+    if enabled:
+      from tensorboardX import SummaryWriter
+
+      self._writer = SummaryWriter(logdir)
+      self._jsonl = open(os.path.join(logdir, "scalars.jsonl"), "a")
+
+  def scalars(self, step: int, values: Mapping[str, float]) -> None:
+    if self._writer is None:
+      return
+    for name, value in values.items():
+      self._writer.add_scalar(name, float(value), step)
+    self._jsonl.write(json.dumps({"step": int(step), **{k: float(v) for k, v in values.items()}}))
+    self._jsonl.write("\n")
+    self._jsonl.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()
+      self._jsonl.close()
+
+
+def read_scalars(workdir: str) -> list[dict]:
+  """The records `MetricWriter` appended to `workdir/scalars.jsonl`, in order."""
+  with open(os.path.join(workdir, "scalars.jsonl")) as f:
+    return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,391 @@
+"""Training and evaluation: TrainState, train_step, eval_step, train_and_evaluate."""
+
+import functools
+import json
+import math
+import os
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from flax import linen as nn
+from tqdm.auto import tqdm
+
+from jaxseg import checkpoint, losses, metrics, sharding
+from jaxseg.data import augment, get_dataset_spec, pipeline
+from jaxseg.models import create_model
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training; a plain pytree, checkpointed whole."""
+
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+
+
+class NonFiniteLossError(FloatingPointError):
+  """The loss became NaN or infinite; the state of that step is not saved."""
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+  """Linear warm-up to `config.learning_rate`, then polynomial ("poly") decay."""
+  warmup = config.warmup_steps
+  decay = optax.polynomial_schedule(
+    init_value=config.learning_rate,
+    end_value=config.end_learning_rate,
+    power=config.lr_power,
+    transition_steps=max(config.num_train_steps - warmup, 1),
+  )
+  if not warmup:
+    return decay
+  ramp = optax.linear_schedule(0.0, config.learning_rate, warmup)
+  return optax.join_schedules([ramp, decay], boundaries=[warmup])
+
+
+def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """SGD with momentum and weight decay (added to the gradient, as PyTorch does)."""
+  return optax.chain(
+    optax.add_decayed_weights(config.weight_decay),
+    optax.sgd(learning_rate_schedule(config), momentum=config.momentum),
+  )
+
+
+def create_train_state(
+  rng: jax.Array, model: nn.Module, tx: optax.GradientTransformation, image_shape
+) -> TrainState:
+  """Initialises parameters, batch statistics and optimizer state."""
+  params_rng, dropout_rng = jax.random.split(rng)
+  variables = model.init(
+    {"params": params_rng, "dropout": dropout_rng}, jnp.zeros(image_shape), train=True
+  )
+  params = variables["params"]
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    batch_stats=variables.get("batch_stats", {}),
+    opt_state=tx.init(params),
+  )
+
+
+def train_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  *,
+  model: nn.Module,
+  tx: optax.GradientTransformation,
+  rng: jax.Array,
+  config: ml_collections.ConfigDict,
+  ignore_label: int,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+  """One SGD step: augment on device, forward, loss, backward, update.
+
+  Randomness is `fold_in(rng, step)`, so a resumed run draws exactly what an
+  uninterrupted one would.
+  """
+  step_rng = jax.random.fold_in(rng, state.step)
+  aug_rng, dropout_rng = jax.random.split(step_rng)
+  image, label = augment.augment_batch(
+    aug_rng,
+    batch["image"],
+    batch["label"],
+    crop_size=config.crop_size,
+    scale_range=config.augment.scale_range,
+    flip=config.augment.flip,
+    ignore_label=ignore_label,
+  )
+  image = augment.normalize(image)
+
+  def loss_fn(params):
+    outputs, new_vars = model.apply(
+      {"params": params, "batch_stats": state.batch_stats},
+      image,
+      train=True,
+      mutable=["batch_stats"],
+      rngs={"dropout": dropout_rng},
+    )
+    loss, parts = losses.segmentation_loss(
+      outputs, label, ignore_label=ignore_label, aux_weight=config.loss.aux_weight
+    )
+    return loss, (parts, new_vars["batch_stats"])
+
+  (loss, (parts, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  new_state = TrainState(
+    step=state.step + 1,
+    params=optax.apply_updates(state.params, updates),
+    batch_stats=batch_stats,
+    opt_state=opt_state,
+  )
+  step_metrics = {
+    "loss": loss,
+    **parts,
+    "grad_norm": optax.global_norm(grads),
+    "learning_rate": learning_rate_schedule(config)(state.step),
+  }
+  return new_state, step_metrics
+
+
+def eval_step(
+  state: TrainState,
+  batch: dict[str, jax.Array],
+  confusion: jax.Array,
+  *,
+  model: nn.Module,
+  num_classes: int,
+  ignore_label: int,
+) -> jax.Array:
+  """Adds one batch's predictions to the running `[C, C]` confusion matrix."""
+  outputs = model.apply(
+    {"params": state.params, "batch_stats": state.batch_stats},
+    augment.normalize(batch["image"]),
+    train=False,
+  )
+  predictions = jnp.argmax(outputs["logits"], axis=-1)
+  label = batch["label"]
+  valid = (label != ignore_label) & batch["mask"][:, None, None]
+  return confusion + metrics.confusion_matrix(label, predictions, num_classes, valid)
+
+
+def evaluate(state: TrainState, eval_fn, config, spec, builder, mesh) -> dict:
+  """Scores `state` on the whole eval split; returns `metrics.compute_metrics`."""
+  batches, _ = pipeline.eval_batches(config, spec, builder, mesh)
+  c = spec.num_classes
+  zeros = lambda: jax.device_put(jnp.zeros((c, c), jnp.int32), sharding.replicated(mesh))
+  total, confusion = np.zeros((c, c), np.int64), zeros()
+  flush_every = None
+  for i, batch in enumerate(batches, 1):
+    if flush_every is None:
+      # int32 counts on device, flushed to int64 on the host before they could overflow.
+      pixels = batch["label"].size * jax.process_count()
+      flush_every = max(1, (2**31 - 1) // pixels)
+    confusion = eval_fn(state, sharding.to_global(batch, mesh), confusion)
+    if i % flush_every == 0:
+      total += np.asarray(jax.device_get(confusion), np.int64)
+      confusion = zeros()
+  total += np.asarray(jax.device_get(confusion), np.int64)
+  return metrics.compute_metrics(total)
+
+
+def _check_finite(step: int, step_metrics: dict) -> None:
+  loss = float(step_metrics["loss"])
+  if not math.isfinite(loss):
+    raise NonFiniteLossError(
+      f"Loss is {loss} at step {step}; stopping without checkpointing that state. "
+      "Lower config.learning_rate or check the input data."
+    )
+
+
+def build(config: ml_collections.ConfigDict, num_classes: int, mesh):
+  """Model, optimizer and the train state's abstract form and shardings.
+
+  Returns:
+    `(model, tx, init_state, abstract_state, state_sharding)`; `init_state()`
+    materialises a fresh state directly in its shardings.
+  """
+  model = create_model(config, num_classes)
+  tx = create_optimizer(config)
+  init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
+  init_fn = functools.partial(
+    create_train_state, model=model, tx=tx, image_shape=(1, *config.crop_size, 3)
+  )
+  abstract_state = jax.eval_shape(init_fn, init_rng)
+  state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), abstract_state)
+  init_state = lambda: jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
+  return model, tx, init_state, abstract_state, state_sharding
+
+
+def _checkpointer(config: ml_collections.ConfigDict, workdir: str) -> checkpoint.Checkpointer:
+  return checkpoint.Checkpointer(
+    os.path.join(os.path.abspath(workdir), "checkpoints"),
+    keep=config.keep_checkpoints,
+    save_every_steps=config.checkpoint_every_steps,
+  )
+
+
+def load_train_state(
+  config: ml_collections.ConfigDict, workdir: str, step: int | None = None
+) -> tuple[nn.Module, TrainState]:
+  """The model and the state saved at `step` (default: latest) in `workdir`."""
+  mesh = sharding.make_mesh(config)
+  spec = get_dataset_spec(config.data.name)
+  model, _, _, abstract_state, state_sharding = build(config, spec.num_classes, mesh)
+  ckpt = _checkpointer(config, workdir)
+  try:
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"No checkpoint in {ckpt.directory}")
+    target = checkpoint.abstract_with_shardings(abstract_state, state_sharding)
+    return model, ckpt.restore(step, target)
+  finally:
+    ckpt.close()
+
+
+def train_and_evaluate(
+  config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None
+) -> dict:
+  """Trains `config` in `workdir`, resuming from its latest checkpoint.
+
+  Args:
+    config: the experiment (see `configs/default.py`).
+    workdir: checkpoints, TensorBoard events, `config.json` and `metrics.json`.
+    stop_at_step: stop (with a checkpoint) after this step, as a preempted job
+      would; the next call resumes. None trains to `config.num_train_steps`.
+
+  Returns:
+    The last evaluation's metrics (`metrics.compute_metrics`) plus `step`.
+  """
+  is_main = jax.process_index() == 0
+  if is_main:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  # Data and model. Everything that can be wrong with the config fails here,
+  # before anything is compiled.
+  mesh = sharding.make_mesh(config)
+  spec, builder = pipeline.prepare(config)
+  model, tx, init_state, abstract_state, state_sharding = build(config, spec.num_classes, mesh)
+  train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
+  train_iter = pipeline.train_iterator(config, spec, builder, mesh)
+
+  # State: restored from the latest checkpoint, or freshly initialised.
+  ckpt = _checkpointer(config, workdir)
+  start_step = ckpt.latest_step()
+  if start_step is None:
+    state = init_state()
+    start_step = 0
+  else:
+    target = checkpoint.abstract_with_shardings(abstract_state, state_sharding)
+    state = ckpt.restore(start_step, target, train_iter)
+    logging.info("Resumed from %s at step %d", ckpt.directory, start_step)
+    if is_main:
+      print(f"Resuming from step {start_step} ({ckpt.directory})")
+  num_params = sum(x.size for x in jax.tree.leaves(abstract_state.params))
+  if is_main:
+    print(
+      f"{config.model.name} on {config.data.name}: {num_params:,} parameters, "
+      f"{jax.device_count()} {jax.devices()[0].platform} device(s), "
+      f"global batch {config.batch_size}, crop {tuple(config.crop_size)}"
+    )
+
+  # Compiled steps.
+  batch_sharding = sharding.batch_sharding(mesh)
+  p_train_step = jax.jit(
+    functools.partial(
+      train_step, model=model, tx=tx, rng=train_rng, config=config, ignore_label=spec.ignore_label
+    ),
+    in_shardings=(state_sharding, batch_sharding),
+    out_shardings=(state_sharding, sharding.replicated(mesh)),
+    donate_argnums=0,
+  )
+  p_eval_step = jax.jit(
+    functools.partial(
+      eval_step, model=model, num_classes=spec.num_classes, ignore_label=spec.ignore_label
+    ),
+    in_shardings=(state_sharding, batch_sharding, sharding.replicated(mesh)),
+    out_shardings=sharding.replicated(mesh),
+    donate_argnums=2,
+  )
+
+  writer = metrics.MetricWriter(workdir, enabled=is_main)
+  metrics_path = os.path.join(workdir, "metrics.json")
+  last_step = config.num_train_steps if stop_at_step is None else stop_at_step
+  last_step = min(last_step, config.num_train_steps)
+
+  def run_eval(step: int) -> dict:
+    t0 = time.perf_counter()
+    result = evaluate(state, p_eval_step, config, spec, builder, mesh)
+    record = metrics.to_json(result, spec.class_names, step)
+    if is_main:
+      tqdm.write(
+        f"\nEvaluation at step {step} on {config.data.name}/"
+        f"{config.data.eval_split or spec.eval_split} ({time.perf_counter() - t0:.1f}s):\n"
+        + metrics.format_table(result, spec.class_names)
+      )
+      metrics.update_metrics_file(metrics_path, record)
+      scalars = {f"eval/{k}": result[k] for k in ("miou", "macc", "aacc", "mdice")}
+      scalars.update({f"eval_iou/{n}": v for n, v in record["iou"].items() if v is not None})
+      writer.scalars(step, scalars)
+    return {**result, "step": step}
+
+  # Training loop.
+  result = None
+  progress = tqdm(
+    total=last_step,
+    initial=start_step,
+    desc="train",
+    unit="step",
+    disable=not is_main,
+    mininterval=2.0,
+    dynamic_ncols=True,
+  )
+  pending = None  # The previous step's metrics, checked one step late to keep the device busy.
+  history, t_log, step_log = [], time.perf_counter(), start_step
+  try:
+    for step in range(start_step + 1, last_step + 1):
+      batch = sharding.to_global(next(train_iter), mesh)
+      state, step_metrics = p_train_step(state, batch)
+      if pending is not None:
+        _check_finite(*pending)
+      pending = (step, step_metrics)
+      history.append(step_metrics)
+      progress.update(1)
+
+      is_last = step == last_step
+      if step % config.log_every_steps == 0 or is_last:
+        _check_finite(*pending)
+        means = {k: float(np.mean(v)) for k, v in jax.device_get(_stack(history)).items()}
+        elapsed = time.perf_counter() - t_log
+        rate = (step - step_log) / elapsed
+        means["steps_per_second"] = rate
+        means["images_per_second"] = rate * config.batch_size
+        writer.scalars(step, {f"train/{k}": v for k, v in means.items()})
+        progress.set_postfix(
+          loss=f"{means['loss']:.4f}",
+          lr=f"{means['learning_rate']:.2e}",
+          img_s=f"{means['images_per_second']:.1f}",
+        )
+        history, t_log, step_log = [], time.perf_counter(), step
+
+      eval_now = step % config.eval_every_steps == 0 or step == config.num_train_steps
+      if eval_now:
+        _check_finite(*pending)
+        result = run_eval(step)
+        ckpt.save(step, state, train_iter, metrics={"miou": result["miou"]}, force=True)
+      elif is_last:
+        _check_finite(*pending)
+        ckpt.save(step, state, train_iter, force=True)
+      elif step % config.checkpoint_every_steps == 0:
+        _check_finite(*pending)
+        ckpt.save(step, state, train_iter)
+    if result is None and start_step >= config.num_train_steps:
+      # A finished run started again: report its final state.
+      result = run_eval(start_step)
+  finally:
+    progress.close()
+    ckpt.wait_until_finished()
+    ckpt.close()
+    writer.close()
+  if result is None:  # Stopped early between evaluations.
+    return {"step": last_step}
+  if is_main:
+    with open(metrics_path) as f:
+      best = json.load(f)["best"]
+    print(
+      f"Final: step {result['step']}  mIoU {100 * result['miou']:.2f}  "
+      f"(best {100 * best['miou']:.2f} at step {best['step']}); workdir {workdir}"
+    )
+  return result
+
+
+def _stack(history: list[dict]) -> dict:
+  return {k: jnp.stack([h[k] for h in history]) for k in history[0]}

@@ -1,0 +1,118 @@
+"""Image and label stay pixel-aligned under every transform."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from jaxseg.data import augment
+
+
+def _blocks(h=24, w=20, seed=0, block=4):
+  """Labels in square blocks of random classes; the image encodes each label in binary.
+
+  Channel `c` is 220 where bit `c` of the label is set and 20 where not, so a
+  bilinear blend of different labels is never a valid code.
+  """
+  rng = np.random.default_rng(seed)
+  cells = rng.integers(0, 5, size=(h // block, w // block))
+  label = np.kron(cells, np.ones((block, block), np.int64))
+  bits = (label[..., None] >> np.arange(3)) & 1
+  return (20 + 200 * bits).astype(np.uint8), label.astype(np.int32)
+
+
+def _decode(image):
+  """Inverse of the encoding: (labels, where the pixel is an exact code)."""
+  bits = (image - 20) / 200
+  exact = np.all(np.isclose(bits, np.round(bits), atol=1e-4), axis=-1)
+  return (np.round(bits).astype(int) << np.arange(3)).sum(-1), exact
+
+
+def _augment(key, image, label, **kw):
+  fn = functools.partial(augment.augment_batch, ignore_label=255, **kw)
+  fn = jax.jit(fn, static_argnames=("crop_size", "scale_range", "flip"))
+  out_i, out_l = fn(key, jnp.asarray(image)[None], jnp.asarray(label)[None])
+  return np.asarray(out_i[0]), np.asarray(out_l[0])
+
+
+def test_identity_when_no_scale_no_flip_full_crop():
+  image, label = _blocks()
+  out_i, out_l = _augment(
+    jax.random.key(0), image, label, crop_size=(24, 20), scale_range=(1.0, 1.0), flip=False
+  )
+  np.testing.assert_array_equal(out_i, image.astype(np.float32))
+  np.testing.assert_array_equal(out_l, label)
+
+
+def test_flip_mirrors_image_and_label_together():
+  image, label = _blocks()
+  flips = 0
+  for seed in range(8):
+    out_i, out_l = _augment(
+      jax.random.key(seed), image, label, crop_size=(24, 20), scale_range=(1.0, 1.0), flip=True
+    )
+    if np.array_equal(out_l, label[:, ::-1]):
+      flips += 1
+      np.testing.assert_array_equal(out_i, image[:, ::-1].astype(np.float32))
+    else:
+      np.testing.assert_array_equal(out_l, label)
+      np.testing.assert_array_equal(out_i, image.astype(np.float32))
+  assert 0 < flips < 8
+
+
+def test_warp_label_equals_nearest_resize_crop_flip_reference():
+  image, label = _blocks()
+  sh, sw, oy, ox, ch, cw = 37, 29, 5, 3, 16, 18
+  for flipped in (False, True):
+    _, out_l = augment.warp(image, label, (sh, sw), (oy, ox), flipped, (ch, cw), 255)
+    ref = np.asarray(Image.fromarray(label.astype(np.uint8)).resize((sw, sh), Image.NEAREST))
+    ref = ref[oy : oy + ch, ox : ox + cw].astype(np.int32)
+    ref = np.pad(ref, ((0, ch - ref.shape[0]), (0, cw - ref.shape[1])), constant_values=255)
+    np.testing.assert_array_equal(np.asarray(out_l), ref[:, ::-1] if flipped else ref)
+
+
+def test_warp_image_equals_bilinear_resize_then_crop_when_upscaling():
+  image, label = _blocks()
+  image = np.random.default_rng(1).integers(0, 256, size=image.shape).astype(np.uint8)
+  sh, sw, oy, ox = 48, 30, 7, 4
+  out_i, _ = augment.warp(image, label, (sh, sw), (oy, ox), False, (20, 16), 255)
+  ref = jax.image.resize(image.astype(np.float32), (sh, sw, 3), "bilinear")
+  np.testing.assert_allclose(
+    np.asarray(out_i), np.asarray(ref)[oy : oy + 20, ox : ox + 16], atol=1e-3
+  )
+
+
+def test_crop_larger_than_image_is_padded_with_ignore_and_mean():
+  image, label = _blocks()
+  out_i, out_l = augment.warp(image, label, (12, 10), (0, 0), False, (16, 16), 255)
+  out_i, out_l = np.asarray(out_i), np.asarray(out_l)
+  assert np.all(out_l[12:] == 255) and np.all(out_l[:, 10:] == 255)
+  assert np.all(out_l[:12, :10] != 255)
+  np.testing.assert_allclose(out_i[12:], np.broadcast_to(augment.MEAN_RGB, out_i[12:].shape))
+
+
+def test_random_scale_crop_flip_keeps_image_and_label_aligned():
+  image, label = _blocks(48, 48, block=8)
+  for seed in range(6):
+    out_i, out_l = _augment(
+      jax.random.key(seed), image, label, crop_size=(32, 32), scale_range=(0.5, 2.0), flip=True
+    )
+    # Where the bilinear sample comes from a single block, the image encodes its label.
+    decoded, exact = _decode(out_i)
+    labelled = out_l != 255
+    exact &= labelled
+    assert exact.sum() > 0.5 * labelled.sum()
+    np.testing.assert_array_equal(decoded[exact], out_l[exact])
+
+
+def test_same_key_same_result_and_examples_differ():
+  image, label = _blocks(48, 48)
+  batch_i = jnp.asarray(np.stack([image, image]))
+  batch_l = jnp.asarray(np.stack([label, label]))
+  kw = dict(crop_size=(32, 32), scale_range=(0.5, 2.0), flip=True, ignore_label=255)
+  a = augment.augment_batch(jax.random.key(7), batch_i, batch_l, **kw)
+  b = augment.augment_batch(jax.random.key(7), batch_i, batch_l, **kw)
+  np.testing.assert_array_equal(a[1], b[1])
+  assert not np.array_equal(a[1][0], a[1][1])

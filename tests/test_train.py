@@ -1,0 +1,106 @@
+"""End-to-end: train, evaluate, checkpoint, resume, and the same result on 8 devices."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from jaxseg import metrics, train
+from tests.helpers import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _losses(workdir: str) -> dict[int, float]:
+  return {r["step"]: r["train/loss"] for r in metrics.read_scalars(workdir) if "train/loss" in r}
+
+
+def test_end_to_end_run_writes_what_the_readme_promises(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  result = train.train_and_evaluate(tiny_config(data_dir), workdir)
+  assert result["step"] == 4 and 0.0 <= result["miou"] <= 1.0
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    saved = json.load(f)
+  assert saved["latest"]["step"] == 4 and saved["best"]["miou"] == pytest.approx(
+    result["miou"], abs=1e-6
+  )
+  assert set(saved["latest"]["iou"]) == {"background", "circle", "square", "triangle", "star"}
+  assert os.path.exists(os.path.join(workdir, "config.json"))
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+  assert sorted(_losses(workdir)) == [1, 2, 3, 4]
+  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+  assert steps[-1] == 4
+
+  # Started again, a finished run does not train again; it reports its result.
+  again = train.train_and_evaluate(tiny_config(data_dir), workdir)
+  assert again["step"] == 4 and again["miou"] == pytest.approx(result["miou"])
+  assert sorted(_losses(workdir)) == [1, 2, 3, 4]
+
+
+def test_stopped_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
+  config = tiny_config(data_dir, num_train_steps=6, checkpoint_every_steps=100)
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  train.train_and_evaluate(config, straight)
+  first = train.train_and_evaluate(config, resumed, stop_at_step=3)
+  assert first["step"] == 3
+  train.train_and_evaluate(config, resumed)
+
+  assert _losses(straight) == _losses(resumed)
+  assert sorted(_losses(resumed)) == [1, 2, 3, 4, 5, 6]
+  _, a = train.load_train_state(config, straight)
+  _, b = train.load_train_state(config, resumed)
+  assert int(a.step) == int(b.step) == 6
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_non_finite_loss_stops_the_run_without_saving_it(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  config = tiny_config(data_dir, learning_rate=1e30, num_train_steps=8, checkpoint_every_steps=1)
+  with pytest.raises(train.NonFiniteLossError, match=r"at step (\d+)") as info:
+    train.train_and_evaluate(config, workdir)
+  bad_step = int(re.search(r"at step (\d+)", str(info.value)).group(1))
+  saved = [int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
+  assert all(s < bad_step for s in saved)
+
+
+_RUN_ON_DEVICES = """
+import sys
+import jaxseg
+import jax
+from jaxseg import train
+from tests.helpers import tiny_config
+assert jax.device_count() == int(sys.argv[3]), jax.devices()
+config = tiny_config(sys.argv[1], num_train_steps=3, eval_every_steps=3)
+train.train_and_evaluate(config, sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("devices", [8])
+def test_multi_device_run_matches_single_device_run(data_dir, tmp_path, devices):
+  runs = {}
+  for n in (1, devices):
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+    env["PYTHONPATH"] = ROOT
+    workdir = str(tmp_path / f"devices{n}")
+    proc = subprocess.run(
+      [sys.executable, "-c", _RUN_ON_DEVICES, data_dir, workdir, str(n)],
+      cwd=ROOT,
+      env=env,
+      capture_output=True,
+      text=True,
+      timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(os.path.join(workdir, "metrics.json")) as f:
+      runs[n] = (_losses(workdir), json.load(f)["latest"])
+  (losses_1, eval_1), (losses_n, eval_n) = runs[1], runs[devices]
+  assert sorted(losses_1) == sorted(losses_n) == [1, 2, 3]
+  for step in losses_1:
+    assert losses_n[step] == pytest.approx(losses_1[step], rel=1e-4)
+  assert eval_n["miou"] == pytest.approx(eval_1["miou"], abs=1e-3)
