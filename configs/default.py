@@ -34,6 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1  # Devices on the data axis; -1: all of them.
 
+  # Random 64x64 crops of the 96x96 images; evaluation sees whole images.
   config.crop_size = (64, 64)
   config.augment = ml_collections.ConfigDict()
   # The shapes already vary in size; random rescaling slowed learning here.
@@ -45,7 +46,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.batch_size = 16  # Global, over all devices and hosts.
   config.eval_batch_size = 64
-  config.num_train_steps = 10_000
+  config.num_train_steps = 8000
   config.learning_rate = 0.1
   config.end_learning_rate = 1e-4
   config.lr_power = 0.9
@@ -55,7 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 1e-3
 
   config.log_every_steps = 100
-  config.eval_every_steps = 2500
+  config.eval_every_steps = 2000
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 2  # Latest N; the best by mIoU is kept as well.
   return config

@@ -43,7 +43,7 @@ class SyntheticShapesConfig(tfds.core.BuilderConfig):
     max_shapes: each image holds 1..max_shapes shapes.
   """
 
-  image_size: int = 64
+  image_size: int = 96
   num_train: int = 4000
   num_validation: int = 500
   seed: int = 0
@@ -56,7 +56,7 @@ class SyntheticShapes(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
   RELEASE_NOTES = {"1.0.0": "Initial release."}  # noqa: RUF012
   BUILDER_CONFIGS = [  # noqa: RUF012 (TFDS reads this class attribute)
-    SyntheticShapesConfig(name="default", description="4000 train / 500 validation images, 64x64."),
+    SyntheticShapesConfig(name="default", description="4000 train / 500 validation images, 96x96."),
     SyntheticShapesConfig(
       name="tiny",
       description="48 train / 20 validation images, 64x64; for tests.",
