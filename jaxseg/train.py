@@ -392,9 +392,13 @@ def train_and_evaluate(
     print(
       f"Final: step {result['step']}  mIoU {100 * result['miou']:.2f}  "
       f"(best {100 * best['miou']:.2f} at step {best['step']})  "
-      f"[{(time.perf_counter() - t_start) / 60:.1f} min]  workdir {workdir}"
+      f"[{_duration(time.perf_counter() - t_start)}]  workdir {workdir}"
     )
   return result
+
+
+def _duration(seconds: float) -> str:
+  return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min"
 
 
 def _stack(history: list[dict]) -> dict:
