@@ -157,7 +157,7 @@ def eval_step(
 
 def evaluate(state: TrainState, eval_fn, config, spec, builder, mesh) -> dict:
   """Scores `state` on the whole eval split; returns `metrics.compute_metrics`."""
-  batches, _ = pipeline.eval_batches(config, spec, builder, mesh)
+  batches = pipeline.eval_batches(config, spec, builder, mesh)
   c = spec.num_classes
   zeros = lambda: jax.device_put(jnp.zeros((c, c), jnp.int32), sharding.replicated(mesh))
   total, confusion = np.zeros((c, c), np.int64), zeros()

@@ -96,9 +96,12 @@ def _read_options(config: ml_collections.ConfigDict) -> grain.ReadOptions:
   )
 
 
-def _this_process(ds: grain.MapDataset, global_batch_size: int, mesh) -> grain.MapDataset:
-  """Global batches of `ds`, of which this process keeps its contiguous slice."""
-  per_process = sharding.per_process_batch_size(global_batch_size, mesh, "batch size")
+def _this_process(ds: grain.MapDataset, global_batch_size: int, mesh, key: str):
+  """Global batches of `ds`, of which this process keeps its contiguous slice.
+
+  `key` names the config field holding `global_batch_size`, for the error.
+  """
+  per_process = sharding.per_process_batch_size(global_batch_size, mesh, key)
   return ds.batch(per_process, drop_remainder=True)[jax.process_index() :: jax.process_count()]
 
 
@@ -106,22 +109,17 @@ def train_iterator(
   config: ml_collections.ConfigDict, spec: DatasetSpec, builder, mesh
 ) -> grain.DatasetIterator:
   """Endless, shuffled (reshuffled every epoch) host batches of the train split."""
-  sharding.per_process_batch_size(config.batch_size, mesh, "config.batch_size")
   ds = _decoded(config, spec, builder, config.data.train_split or spec.train_split)
   ds = ds.shuffle(seed=config.seed).repeat()
-  return iter(_this_process(ds, config.batch_size, mesh).to_iter_dataset(_read_options(config)))
+  ds = _this_process(ds, config.batch_size, mesh, "config.batch_size")
+  return iter(ds.to_iter_dataset(_read_options(config)))
 
 
 def eval_batches(
   config: ml_collections.ConfigDict, spec: DatasetSpec, builder, mesh
-) -> tuple[grain.IterDataset, int]:
-  """Every example of the eval split once, in order, in padded batches.
-
-  Returns:
-    `(batches, num_examples)`: an iterable of host batches with `mask`, and the
-    size of the split.
-  """
-  sharding.per_process_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
+) -> grain.IterDataset:
+  """Every example of the eval split once, in order, in batches padded to full
+  size; the padding has `mask` False and only ignored labels."""
   decoded = _decoded(config, spec, builder, config.data.eval_split or spec.eval_split)
   num_examples = len(decoded)
   first = decoded[0]
@@ -136,5 +134,5 @@ def eval_batches(
 
   total = math.ceil(num_examples / config.eval_batch_size) * config.eval_batch_size
   ds = grain.MapDataset.range(total).map(example_or_padding)
-  batches = _this_process(ds, config.eval_batch_size, mesh).to_iter_dataset(_read_options(config))
-  return batches, num_examples
+  ds = _this_process(ds, config.eval_batch_size, mesh, "config.eval_batch_size")
+  return ds.to_iter_dataset(_read_options(config))

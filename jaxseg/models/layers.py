@@ -75,6 +75,11 @@ class Conv(nn.Module):
     return y
 
 
+def classifier(num_classes: int, dtype: Dtype, name: str = "classifier") -> Conv:
+  """The 1×1 convolution (with bias) that turns features into class logits."""
+  return Conv(num_classes, 1, use_bias=True, dtype=dtype, kernel_init=classifier_init, name=name)
+
+
 def batch_norm(train: bool, dtype: Dtype, name: str | None = None) -> nn.BatchNorm:
   """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here).
 

@@ -59,14 +59,7 @@ class FCNHead(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     x = layers.ConvNormAct(self.features, 3, dtype=self.dtype, name="conv")(x, train=train)
     x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train)(x)
-    return layers.Conv(
-      self.num_classes,
-      1,
-      use_bias=True,
-      dtype=self.dtype,
-      kernel_init=layers.classifier_init,
-      name="classifier",
-    )(x)
+    return layers.classifier(self.num_classes, self.dtype)(x)
 
 
 class PSPNet(nn.Module):
@@ -114,14 +107,7 @@ class PSPNet(nn.Module):
       x, train=train
     )
     x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train)(x)
-    x = layers.Conv(
-      self.num_classes,
-      1,
-      use_bias=True,
-      dtype=self.dtype,
-      kernel_init=layers.classifier_init,
-      name="classifier",
-    )(x)
+    x = layers.classifier(self.num_classes, self.dtype)(x)
     outputs = {"logits": layers.resize_bilinear(x.astype(jnp.float32), size)}
     if self.aux_channels and (train or self.is_initializing()):
       aux = FCNHead(

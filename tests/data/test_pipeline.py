@@ -76,9 +76,8 @@ def test_processes_read_contiguous_slices_of_the_global_batch(setup, monkeypatch
 
 def test_eval_batches_cover_every_example_once_with_padding_masked(setup):
   config, spec, builder, mesh = setup
-  batches, n = pipeline.eval_batches(config, spec, builder, mesh)
-  batches = list(batches)
-  assert n == 20 and len(batches) == 3  # 20 examples in batches of 8: 8 + 8 + 4 (+4 padding).
+  batches = list(pipeline.eval_batches(config, spec, builder, mesh))
+  assert len(batches) == 3  # 20 examples in batches of 8: 8 + 8 + 4 (+4 padding).
   masks = np.concatenate([b["mask"] for b in batches])
   assert masks.sum() == 20 and not masks[20:].any()
   padded_labels = batches[-1]["label"][4:]
@@ -98,6 +97,14 @@ def test_out_of_range_label_names_dataset_split_and_example():
   bad[0, 0] = 7
   with pytest.raises(ValueError, match=r"'train' example 5: label values \[7\] are outside"):
     check(53, {"image": image, "segmentation_mask": bad})
+
+
+def test_batch_size_not_divisible_by_devices_is_named(setup):
+  config, spec, builder, _ = setup
+  config.eval_batch_size = 6
+  fake_mesh = type("Mesh", (), {"shape": {"data": 4}})()
+  with pytest.raises(ValueError, match=r"config\.eval_batch_size=6 must be divisible by .* \(4\)"):
+    pipeline.eval_batches(config, spec, builder, fake_mesh)
 
 
 def test_image_label_size_mismatch_is_named():
