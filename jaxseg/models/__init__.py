@@ -5,15 +5,24 @@ argument, so a config sets exactly the attributes the model documents.
 """
 
 import dataclasses
+import functools
 
 import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
-from jaxseg.models import pspnet
+from jaxseg.models import deeplab, fcn, pspnet, segnet, unet
 
-MODELS: dict[str, type[nn.Module]] = {
+# A class, or a partial of one that fixes the attributes naming a variant.
+MODELS: dict[str, type[nn.Module] | functools.partial] = {
+  "fcn32s": functools.partial(fcn.FCN, stride=32),
+  "fcn16s": functools.partial(fcn.FCN, stride=16),
+  "fcn8s": functools.partial(fcn.FCN, stride=8),
+  "segnet": segnet.SegNet,
+  "unet": unet.UNet,
   "pspnet": pspnet.PSPNet,
+  "deeplabv3": deeplab.DeepLabV3,
+  "deeplabv3plus": functools.partial(deeplab.DeepLabV3, decoder=True),
 }
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -26,11 +35,13 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modu
   if name not in MODELS:
     raise ValueError(f"config.model.name={name!r} is not a known model; known: {sorted(MODELS)}")
   cls = MODELS[name]
-  fields = {f.name for f in dataclasses.fields(cls)} - {"parent", "name"}
+  module = cls.func if isinstance(cls, functools.partial) else cls
+  fixed = set(cls.keywords) if isinstance(cls, functools.partial) else set()
+  fields = {f.name for f in dataclasses.fields(module)} - {"parent", "name"} - fixed
   for key in kwargs:
     if key not in fields:
       raise ValueError(
-        f"config.model.{key} is not an attribute of {cls.__name__}; "
+        f"config.model.{key} is not an attribute {name!r} takes; "
         f"it takes: {sorted(fields - {'num_classes', 'dtype'})}"
       )
   if config.dtype not in DTYPES:

@@ -24,28 +24,34 @@ classifier_init = nn.initializers.normal(0.01)
 
 
 class Conv(nn.Module):
-  """2-D convolution, NHWC, with PyTorch-style symmetric padding.
+  """2-D convolution, NHWC, with PyTorch-style symmetric padding by default.
 
-  Padding is `dilation * (kernel_size - 1) // 2` on every side (what
+  Default padding is `dilation * (kernel_size - 1) // 2` on every side (what
   torchvision's layers use), so strided convolutions sample the same pixels as
-  the PyTorch reference networks whose weights jaxseg imports. 1×1 stride-1
-  convolutions run as a matrix multiplication, which the CPU backend executes
-  faster than a convolution, with the same `kernel` parameter.
+  the PyTorch reference networks whose weights jaxseg imports; `padding` can
+  instead be an explicit amount, or TensorFlow's `"SAME"` / `"VALID"`. 1×1
+  stride-1 convolutions run as a matrix multiplication, which the CPU backend
+  executes faster than a convolution, with the same `kernel` parameter.
 
   Attributes:
     features: output channels.
     kernel_size: square kernel size.
     strides: stride in both spatial dimensions.
     dilation: kernel dilation (atrous rate).
+    padding: None (symmetric, as above), an int (that many pixels on every
+      side), or "SAME" / "VALID" (TensorFlow's rules, asymmetric when needed).
+    groups: feature groups; `groups == input channels` is a depthwise conv.
     use_bias: whether to add a bias.
     dtype: computation dtype; parameters stay float32.
-    kernel_init: initializer of the `[k, k, in, out]` kernel.
+    kernel_init: initializer of the `[k, k, in / groups, out]` kernel.
   """
 
   features: int
   kernel_size: int = 3
   strides: int = 1
   dilation: int = 1
+  padding: int | str | None = None
+  groups: int = 1
   use_bias: bool = False
   dtype: Dtype = jnp.float32
   kernel_init: Any = he_normal_fan_out
@@ -53,26 +59,108 @@ class Conv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k = self.kernel_size
-    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
+    shape = (k, k, x.shape[-1] // self.groups, self.features)
+    kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    if k == 1:
+    if k == 1 and self.groups == 1 and self.padding in (None, 0, "SAME", "VALID"):
       if self.strides > 1:
         x = x[:, :: self.strides, :: self.strides]
       y = jnp.einsum("nhwc,cd->nhwd", x, kernel[0, 0])
     else:
-      pad = self.dilation * (k - 1) // 2
+      if isinstance(self.padding, str):
+        padding = self.padding
+      else:
+        pad = self.dilation * (k - 1) // 2 if self.padding is None else self.padding
+        padding = ((pad, pad), (pad, pad))
       y = jax.lax.conv_general_dilated(
         x,
         kernel,
         window_strides=(self.strides, self.strides),
-        padding=((pad, pad), (pad, pad)),
+        padding=padding,
         rhs_dilation=(self.dilation, self.dilation),
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=self.groups,
       )
     if self.use_bias:
       bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
       y = y + bias.astype(self.dtype)
     return y
+
+
+class ConvTranspose(nn.Module):
+  """Transposed convolution with PyTorch's (and Caffe's) semantics, no padding.
+
+  Input pixel `i` adds `x[i] @ kernel[p]` to output pixel `strides * i + p` for
+  every kernel offset `p`, so the output has `(n - 1) * strides + kernel_size`
+  pixels per side. The two shapes segmentation networks use run without a
+  convolution, because XLA:CPU's transposed-convolution gradient is very slow:
+  `kernel_size == strides` (U-Net's 2×2 up-convolution) is one matmul and a
+  reshape; `kernel_size == 2 * strides` (FCN's learned upsampling) is one
+  matmul and four shifted adds. Other shapes fall back to `lax.conv_transpose`.
+
+  Attributes:
+    features: output channels.
+    kernel_size: square kernel size.
+    strides: upsampling factor.
+    use_bias: whether to add a bias.
+    dtype: computation dtype.
+    kernel_init: initializer of the `[k, k, in, out]` kernel.
+  """
+
+  features: int
+  kernel_size: int
+  strides: int
+  use_bias: bool = False
+  dtype: Dtype = jnp.float32
+  kernel_init: Any = he_normal_fan_out
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, s = self.kernel_size, self.strides
+    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    n, h, w, _ = x.shape
+    if k == s:
+      y = jnp.einsum("nhwc,pqcd->nhpwqd", x, kernel).reshape(n, h * s, w * s, -1)
+    elif k == 2 * s:
+      # Each input pixel writes a 2s×2s patch; split it into 2×2 quadrants of
+      # s×s, and quadrant (a, b) of pixel (i, j) lands on output block (i+a, j+b).
+      patches = jnp.einsum("nhwc,pqcd->nhwpqd", x, kernel)
+      patches = patches.reshape(n, h, w, 2, s, 2, s, -1)
+      y = 0
+      for a in range(2):
+        for b in range(2):
+          quadrant = patches[:, :, :, a, :, b, :, :]  # [n, h, w, s, s, d]
+          y = y + jnp.pad(quadrant, ((0, 0), (a, 1 - a), (b, 1 - b), (0, 0), (0, 0), (0, 0)))
+      y = y.transpose(0, 1, 3, 2, 4, 5).reshape(n, (h + 1) * s, (w + 1) * s, -1)
+    else:
+      y = jax.lax.conv_transpose(
+        x,
+        kernel,
+        (s, s),
+        "VALID",
+        dimension_numbers=("NHWC", "HWOI", "NHWC"),
+        transpose_kernel=True,
+      )
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+      y = y + bias.astype(self.dtype)
+    return y
+
+
+def bilinear_upsampling_init(key, shape, dtype=jnp.float32) -> jax.Array:
+  """FCN's initialisation of a `[k, k, C, C]` upsampling kernel: bilinear
+  interpolation from each channel to itself, zero across channels."""
+  del key
+  k, _, c_in, c_out = shape
+  factor = (k + 1) // 2
+  center = factor - 1 if k % 2 == 1 else factor - 0.5
+  og = np.arange(k)
+  filt = 1 - np.abs(og - center) / factor
+  kernel = np.zeros(shape, np.float32)
+  for c in range(min(c_in, c_out)):
+    kernel[:, :, c, c] = np.outer(filt, filt)
+  return jnp.asarray(kernel, dtype)
 
 
 def classifier(num_classes: int, dtype: Dtype, name: str = "classifier") -> Conv:
@@ -125,6 +213,29 @@ class ConvNormAct(nn.Module):
     return nn.relu(x) if self.act else x
 
 
+class SeparableConvNormAct(nn.Module):
+  """Depthwise 3×3 conv-BN-ReLU then pointwise 1×1 conv-BN-ReLU (DeepLabV3+).
+
+  Attributes:
+    features: output channels.
+    dilation: atrous rate of the depthwise convolution.
+    dtype: computation dtype.
+  """
+
+  features: int
+  dilation: int = 1
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = Conv(
+      x.shape[-1], 3, dilation=self.dilation, groups=x.shape[-1], dtype=self.dtype, name="depthwise"
+    )(x)
+    x = nn.relu(batch_norm(train, self.dtype, name="depthwise_bn")(x))
+    x = Conv(self.features, 1, dtype=self.dtype, name="pointwise")(x)
+    return nn.relu(batch_norm(train, self.dtype, name="pointwise_bn")(x))
+
+
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
   """The ResNet stem's 3×3 stride-2 max pool with PyTorch's padding of 1."""
   return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
@@ -160,3 +271,56 @@ def adaptive_avg_pool(x: jax.Array, bins: int) -> jax.Array:
   ph = jnp.asarray(averaging_matrix(x.shape[1]), x.dtype)
   pw = jnp.asarray(averaging_matrix(x.shape[2]), x.dtype)
   return jnp.einsum("ih,nhwc,jw->nijc", ph, x, pw)
+
+
+def max_pool_2x2_with_argmax(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """2×2 stride-2 max pool that also records where each maximum came from.
+
+  Odd sizes are rounded up ("ceil mode"): the last row/column is pooled over
+  the pixels that exist. On ties the first maximum in row-major window order
+  wins, as in PyTorch.
+
+  Args:
+    x: `[N, H, W, C]`.
+
+  Returns:
+    `(pooled, indices)`: `[N, ceil(H/2), ceil(W/2), C]` values and int32
+    indices in `{0, 1, 2, 3}` = `2 * dy + dx` within each window.
+  """
+  n, h, w, c = x.shape
+  x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
+  windows = x.reshape(n, (h + 1) // 2, 2, (w + 1) // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  windows = windows.reshape(n, (h + 1) // 2, (w + 1) // 2, 4, c)
+  indices = jnp.argmax(windows, axis=3).astype(jnp.int32)
+  pooled = jnp.take_along_axis(windows, indices[:, :, :, None], axis=3)[:, :, :, 0]
+  return pooled, indices
+
+
+def max_unpool_2x2(x: jax.Array, indices: jax.Array, size: Sequence[int]) -> jax.Array:
+  """SegNet's upsampling: puts each value back where its maximum came from.
+
+  The inverse placement of `max_pool_2x2_with_argmax`: every other pixel of
+  each 2×2 window is zero. Written as a one-hot product and a reshape (no
+  scatter), so its gradient is as cheap as the forward pass.
+
+  Args:
+    x: `[N, h, w, C]` values.
+    indices: `[N, h, w, C]` window positions from `max_pool_2x2_with_argmax`.
+    size: `(H, W)` of the tensor that was pooled (`h == ceil(H / 2)`).
+
+  Returns:
+    `[N, H, W, C]`.
+  """
+  n, h, w, c = x.shape
+  placed = jax.nn.one_hot(indices, 4, axis=3, dtype=x.dtype) * x[:, :, :, None, :]
+  placed = placed.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
+  return placed.reshape(n, 2 * h, 2 * w, c)[:, : size[0], : size[1]]
+
+
+def pad_to_multiple(x: jax.Array, multiple: int, value: float = 0.0) -> jax.Array:
+  """Pads `[N, H, W, C]` at the bottom/right so H and W divide by `multiple`."""
+  h, w = x.shape[1:3]
+  ph, pw = -h % multiple, -w % multiple
+  if not (ph or pw):
+    return x
+  return jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), constant_values=value)

@@ -7,6 +7,7 @@ a 3×3 conv + BN + ReLU fusion, channel dropout 0.1, and an auxiliary FCN head o
 the stage-3 features (loss weight 0.4, set in the config).
 """
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -115,3 +116,9 @@ class PSPNet(nn.Module):
       )(endpoints["stride16"], train=train)
       outputs["aux_logits"] = layers.resize_bilinear(aux.astype(jnp.float32), size)
     return outputs
+
+
+# A tiny variant for tests.
+_tiny = functools.partial(
+  PSPNet, backbone="resnet18", backbone_width=8, head_channels=16, aux_channels=8
+)

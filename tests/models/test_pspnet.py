@@ -7,8 +7,6 @@ import pytest
 
 from jaxseg.models import layers, pspnet
 
-TINY = dict(backbone="resnet18", backbone_width=8, head_channels=16, aux_channels=8)
-
 
 def _count(tree) -> int:
   return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
@@ -16,7 +14,7 @@ def _count(tree) -> int:
 
 @pytest.mark.parametrize("size", [(64, 64), (72, 50)])
 def test_tiny_pspnet_shapes_and_parameter_count(size):
-  model = pspnet.PSPNet(num_classes=5, **TINY)
+  model = pspnet._tiny(num_classes=5)
   x = jnp.zeros((2, *size, 3))
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x, train=True))
   # ResNet-18 at width w has 2724 w^2 + 297 w parameters (11,176,512 at w=64).
@@ -66,7 +64,7 @@ def test_adaptive_avg_pool_matches_pytorch_definition(h, w, bins):
 
 
 def test_tiny_pspnet_runs_in_bfloat16_with_float32_params():
-  model = pspnet.PSPNet(num_classes=3, dtype=jnp.bfloat16, **TINY)
+  model = pspnet._tiny(num_classes=3, dtype=jnp.bfloat16)
   x = jnp.ones((1, 48, 48, 3))
   variables = model.init(jax.random.key(0), x, train=False)
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(variables["params"]))

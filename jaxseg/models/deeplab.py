@@ -1,0 +1,147 @@
+"""DeepLabV3 and DeepLabV3+: atrous spatial pyramid pooling on a dilated ResNet.
+
+Chen, Papandreou, Schroff, Adam, "Rethinking Atrous Convolution for Semantic
+Image Segmentation", 2017, https://arxiv.org/abs/1706.05587 (DeepLabV3), and
+Chen, Zhu, Papandreou, Schroff, Adam, "Encoder-Decoder with Atrous Separable
+Convolution for Semantic Image Segmentation", ECCV 2018,
+https://arxiv.org/abs/1802.02611 (DeepLabV3+).
+
+ASPP: a 1×1 branch, three 3×3 atrous branches (rates 6, 12, 18 at output
+stride 16, doubled at output stride 8) and image-level pooling, 256 channels
+each with BatchNorm, concatenated and projected by a 1×1 convolution. The
+backbone's last stage uses multi-grid (1, 2, 4). DeepLabV3+ adds a decoder
+that fuses 48-channel stride-4 features with the upsampled ASPP output through
+two 3×3 convolutions (depthwise-separable as an option).
+"""
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jaxseg.models import layers, pspnet, resnet
+
+_PAPER_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+
+
+class ASPP(nn.Module):
+  """Atrous spatial pyramid pooling.
+
+  Attributes:
+    rates: atrous rates of the three 3×3 branches.
+    features: channels of every branch and of the projection (256).
+    dropout_rate: dropout after the projection.
+    dtype: computation dtype.
+  """
+
+  rates: Sequence[int]
+  features: int = 256
+  dropout_rate: float = 0.1
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    branch = lambda k, rate, name: layers.ConvNormAct(
+      self.features, k, dilation=rate, dtype=self.dtype, name=name
+    )
+    branches = [branch(1, 1, "conv1x1")(x, train=train)]
+    for i, rate in enumerate(self.rates):
+      branches.append(branch(3, rate, f"atrous{i}")(x, train=train))
+    pooled = branch(1, 1, "image_pool")(jnp.mean(x, axis=(1, 2), keepdims=True), train=train)
+    branches.append(jnp.broadcast_to(pooled, (*x.shape[:3], self.features)))
+    x = branch(1, 1, "project")(jnp.concatenate(branches, axis=-1), train=train)
+    return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+
+
+class DeepLabV3(nn.Module):
+  """DeepLabV3 (and, with `decoder`, DeepLabV3+).
+
+  Attributes:
+    num_classes: number of classes.
+    backbone: a ResNet name from `resnet.BACKBONES`.
+    output_stride: 16 (the paper's training setting) or 8.
+    backbone_width: channels of the backbone's first stage (64 in the paper).
+    multi_grid: dilation multipliers of the last stage's blocks.
+    rates: ASPP rates; None picks the paper's for the output stride. They
+      should shrink with the feature map: on small crops, rates past the
+      map's size only see padding.
+    aspp_features: channels of ASPP (256).
+    decoder: add the DeepLabV3+ decoder.
+    low_level_features: channels the stride-4 features are reduced to (48).
+    decoder_features: channels of the decoder's 3×3 convolutions (256).
+    separable: depthwise-separable decoder convolutions.
+    aux_channels: channels of an auxiliary FCN head on stage 3; 0 for none
+      (the paper has none).
+    dropout_rate: dropout after ASPP and in the auxiliary head.
+    dtype: computation dtype; logits are float32.
+
+  Returns `{"logits": [N, H, W, num_classes]}` (and `aux_logits` when
+  training with an auxiliary head).
+  """
+
+  num_classes: int
+  backbone: str = "resnet50"
+  output_stride: int = 16
+  backbone_width: int = 64
+  multi_grid: Sequence[int] | None = (1, 2, 4)
+  rates: Sequence[int] | None = None
+  aspp_features: int = 256
+  decoder: bool = False
+  low_level_features: int = 48
+  decoder_features: int = 256
+  separable: bool = False
+  aux_channels: int = 0
+  dropout_rate: float = 0.1
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+    size = image.shape[1:3]
+    rates = self.rates if self.rates is not None else _PAPER_RATES.get(self.output_stride)
+    if rates is None:
+      raise ValueError(f"No paper ASPP rates for output_stride={self.output_stride}; set rates")
+    x, endpoints = resnet.BACKBONES[self.backbone](
+      output_stride=self.output_stride,
+      multi_grid=self.multi_grid,
+      width=self.backbone_width,
+      dtype=self.dtype,
+      name="backbone",
+    )(image, train=train)
+    x = ASPP(rates, self.aspp_features, self.dropout_rate, self.dtype, name="aspp")(x, train=train)
+    if self.decoder:
+      low = endpoints["stride4"]
+      low = layers.ConvNormAct(self.low_level_features, 1, dtype=self.dtype, name="low_level")(
+        low, train=train
+      )
+      x = layers.resize_bilinear(x, low.shape[1:3]).astype(low.dtype)
+      x = jnp.concatenate([x, low], axis=-1)
+      for i in range(2):
+        if self.separable:
+          conv = layers.SeparableConvNormAct(
+            self.decoder_features, dtype=self.dtype, name=f"decoder{i}"
+          )
+        else:
+          conv = layers.ConvNormAct(self.decoder_features, 3, dtype=self.dtype, name=f"decoder{i}")
+        x = conv(x, train=train)
+    x = layers.classifier(self.num_classes, self.dtype)(x)
+    outputs = {"logits": layers.resize_bilinear(x.astype(jnp.float32), size)}
+    if self.aux_channels and (train or self.is_initializing()):
+      aux = pspnet.FCNHead(
+        self.num_classes, self.aux_channels, self.dropout_rate, self.dtype, name="aux_head"
+      )(endpoints["stride16"], train=train)
+      outputs["aux_logits"] = layers.resize_bilinear(aux.astype(jnp.float32), size)
+    return outputs
+
+
+# A tiny variant for tests.
+_tiny = functools.partial(
+  DeepLabV3,
+  backbone="resnet18",
+  backbone_width=8,
+  rates=(1, 2, 3),
+  aspp_features=16,
+  low_level_features=8,
+  decoder_features=16,
+)

@@ -1,0 +1,141 @@
+"""VGG16 and VGG16-BN trunks, with FCN's convolutionalised classifier.
+
+Simonyan & Zisserman, "Very Deep Convolutional Networks for Large-Scale Image
+Recognition", 2015, https://arxiv.org/abs/1409.1556. The fully connected
+layers become convolutions (fc6: 7×7, fc7: 1×1) as in Long et al. (FCN).
+
+Parameter names follow torchvision's `features.<index>` numbering (a conv at
+`features/0`, its BN at `features/1` in VGG16-BN ...), so ImageNet weights map
+one to one; fc6/fc7 take torchvision's `classifier.0` / `classifier.3`
+reshaped.
+"""
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jaxseg.models import layers
+
+# Channels per convolution, "M" a 2×2 max pool (torchvision's configuration "D").
+VGG16_CHANNELS = (
+  64,
+  64,
+  "M",
+  128,
+  128,
+  "M",
+  256,
+  256,
+  256,
+  "M",
+  512,
+  512,
+  512,
+  "M",
+  512,
+  512,
+  512,
+  "M",
+)
+
+
+class Features(nn.Module):
+  """torchvision's `features`: convolutions (and BNs) named by their index.
+
+  Attributes are those of `VGG`.
+  """
+
+  channels: Sequence[int | str]
+  batch_norm: bool
+  width_divisor: int
+  first_padding: int
+  pool_indices: bool
+  dtype: layers.Dtype
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
+    endpoints, index, pool = {}, 0, 0
+    for v in self.channels:
+      if v == "M":
+        pool += 1
+        if self.pool_indices:
+          endpoints[f"pool{pool}_size"] = x.shape[1:3]
+          x, endpoints[f"pool{pool}_indices"] = layers.max_pool_2x2_with_argmax(x)
+        else:  # Ceil mode: an odd last row/column is pooled over what exists.
+          pads = ((0, x.shape[1] % 2), (0, x.shape[2] % 2))
+          x = nn.max_pool(x, (2, 2), (2, 2), padding=pads)
+        endpoints[f"pool{pool}"] = x
+        index += 1
+        continue
+      x = layers.Conv(
+        v // self.width_divisor,
+        3,
+        padding=self.first_padding if index == 0 else 1,
+        use_bias=True,  # torchvision keeps conv biases in VGG-BN too.
+        dtype=self.dtype,
+        name=str(index),
+      )(x)
+      index += 1
+      if self.batch_norm:
+        x = layers.batch_norm(train, self.dtype, name=str(index))(x)
+        index += 1
+      x = nn.relu(x)
+      index += 1  # torchvision numbers the ReLU too.
+    return x, endpoints
+
+
+class VGG(nn.Module):
+  """VGG trunk returning named endpoints.
+
+  Attributes:
+    channels: channels per convolution, "M" for a max pool.
+    batch_norm: VGG-BN (BN after every convolution).
+    width_divisor: divide every channel count by this (1 in the paper); slim
+      variants train on a CPU.
+    fc_features: channels of fc6/fc7 (4096 in the paper); 0 leaves them out.
+    dropout_rate: dropout after fc6 and fc7 (0.5 in the paper).
+    first_padding: padding of the very first convolution; FCN pads by 100 so
+      that its output covers any input (see `fcn.py`), 1 elsewhere.
+    pool_indices: max pools also return argmax indices (SegNet).
+    dtype: computation dtype.
+
+  Returns `(x, endpoints)`: `pool1`..`pool5` after each pool (strides 2..32;
+  with `pool_indices`, also `pool1_indices`.. and the pre-pool sizes
+  `pool1_size`..) and, with `fc_features`, `fc7` (stride 32).
+  """
+
+  channels: Sequence[int | str] = VGG16_CHANNELS
+  batch_norm: bool = False
+  width_divisor: int = 1
+  fc_features: int = 0
+  dropout_rate: float = 0.5
+  first_padding: int = 1
+  pool_indices: bool = False
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict]:
+    x, endpoints = Features(
+      self.channels,
+      self.batch_norm,
+      self.width_divisor,
+      self.first_padding,
+      self.pool_indices,
+      self.dtype,
+      name="features",
+    )(x, train=train)
+    if self.fc_features:
+      for name, k in (("fc6", 7), ("fc7", 1)):
+        x = layers.Conv(
+          self.fc_features, k, padding="VALID", use_bias=True, dtype=self.dtype, name=name
+        )(x)
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
+      endpoints["fc7"] = x
+    return x, endpoints
+
+
+VGG16 = functools.partial(VGG, batch_norm=False)
+VGG16BN = functools.partial(VGG, batch_norm=True)

@@ -1,0 +1,175 @@
+"""Each building block against an independent reference."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxseg.models import layers
+
+
+def _apply(module, x):
+  variables = module.init(jax.random.key(0), x)
+  return variables, np.asarray(module.apply(variables, x))
+
+
+@pytest.fixture(scope="module")
+def tf():
+  return pytest.importorskip("tensorflow")
+
+
+@pytest.mark.parametrize(
+  "kernel_size,rate,size,padding",
+  [
+    (k, r, s, p)
+    for k, r, s, p in itertools.product(
+      (1, 2, 3, 5), (1, 2, 4), ((17, 14), (16, 19)), ("SAME", "VALID")
+    )
+    if min(s) > (k - 1) * r or p == "SAME"
+  ],
+)
+def test_atrous_conv_equals_tensorflow(tf, kernel_size, rate, size, padding):
+  x = np.random.default_rng(0).normal(size=(2, *size, 3)).astype(np.float32)
+  conv = layers.Conv(4, kernel_size, dilation=rate, padding=padding, use_bias=False)
+  variables, ours = _apply(conv, x)
+  kernel = np.asarray(variables["params"]["kernel"])
+  theirs = tf.nn.atrous_conv2d(x, kernel, rate=rate, padding=padding).numpy()
+  assert ours.shape == theirs.shape
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kernel_size,rate", [(3, 1), (3, 2), (3, 6), (5, 3)])
+def test_default_padding_is_same_for_odd_kernels(tf, kernel_size, rate):
+  x = np.random.default_rng(1).normal(size=(1, 13, 10, 2)).astype(np.float32)
+  variables, ours = _apply(layers.Conv(3, kernel_size, dilation=rate), x)
+  kernel = np.asarray(variables["params"]["kernel"])
+  theirs = tf.nn.atrous_conv2d(x, kernel, rate=rate, padding="SAME").numpy()
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_one_by_one_matmul_path_equals_convolution():
+  x = np.random.default_rng(2).normal(size=(2, 9, 7, 5)).astype(np.float32)
+  for strides in (1, 2):
+    variables, ours = _apply(layers.Conv(6, 1, strides=strides), x)
+    kernel = variables["params"]["kernel"]
+    ref = jax.lax.conv_general_dilated(
+      x, kernel, (strides, strides), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-5)
+
+
+def _scatter_reference(x, kernel, stride):
+  """Transposed convolution by definition: input pixel i adds x[i] @ W[p] at s*i + p."""
+  n, h, w, _ = x.shape
+  k = kernel.shape[0]
+  out = np.zeros((n, (h - 1) * stride + k, (w - 1) * stride + k, kernel.shape[-1]))
+  for i in range(h):
+    for j in range(w):
+      patch = np.einsum("nc,pqcd->npqd", x[:, i, j], kernel)
+      out[:, stride * i : stride * i + k, stride * j : stride * j + k] += patch
+  return out
+
+
+@pytest.mark.parametrize("kernel_size,stride", [(2, 2), (4, 2), (16, 8), (64, 32), (3, 2), (5, 1)])
+def test_conv_transpose_equals_definition(kernel_size, stride):
+  x = np.random.default_rng(3).normal(size=(2, 4, 3, 3)).astype(np.float32)
+  variables, ours = _apply(layers.ConvTranspose(5, kernel_size, stride), x)
+  ref = _scatter_reference(x, np.asarray(variables["params"]["kernel"]), stride)
+  np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_transpose_gradient_equals_reference_gradient():
+  x = jnp.asarray(np.random.default_rng(4).normal(size=(1, 3, 3, 2)), jnp.float32)
+  module = layers.ConvTranspose(2, 4, 2)
+  variables = module.init(jax.random.key(0), x)
+  fast = jax.grad(lambda v: jnp.sum(module.apply(v, x) ** 2))(variables)
+  ref = jax.grad(
+    lambda v: jnp.sum(
+      jax.lax.conv_transpose(
+        x,
+        v["params"]["kernel"],
+        (2, 2),
+        "VALID",
+        dimension_numbers=("NHWC", "HWOI", "NHWC"),
+        transpose_kernel=True,
+      )
+      ** 2
+    )
+  )(variables)
+  np.testing.assert_allclose(fast["params"]["kernel"], ref["params"]["kernel"], rtol=1e-4)
+
+
+def test_bilinear_init_interpolates():
+  # A constant map stays constant away from the borders; a ramp stays a ramp.
+  module = layers.ConvTranspose(1, 4, 2, kernel_init=layers.bilinear_upsampling_init)
+  ones = jnp.ones((1, 6, 6, 1))
+  variables = module.init(jax.random.key(0), ones)
+  out = np.asarray(module.apply(variables, ones))[0, 2:-2, 2:-2, 0]
+  np.testing.assert_allclose(out, 1.0, rtol=1e-6)
+  ramp = jnp.arange(6.0)[None, :, None, None] * jnp.ones((1, 6, 6, 1))
+  col = np.asarray(module.apply(variables, ramp))[0, 2:-2, 5, 0]
+  np.testing.assert_allclose(np.diff(col), 0.5, rtol=1e-6)
+
+
+def test_bilinear_init_is_per_channel():
+  kernel = np.asarray(layers.bilinear_upsampling_init(None, (4, 4, 3, 3)))
+  np.testing.assert_allclose(kernel[:, :, 0, 1], 0.0)
+  expected = np.outer([0.25, 0.75, 0.75, 0.25], [0.25, 0.75, 0.75, 0.25])
+  np.testing.assert_allclose(kernel[:, :, 2, 2], expected)
+
+
+def test_max_pool_and_unpool_on_a_hand_built_array_with_ties_and_odd_size():
+  x = jnp.array([[1.0, 3.0, 2.0], [4.0, 4.0, 0.0], [5.0, 1.0, 7.0]])[None, :, :, None]
+  pooled, indices = layers.max_pool_2x2_with_argmax(x)
+  np.testing.assert_array_equal(pooled[0, :, :, 0], [[4.0, 2.0], [5.0, 7.0]])
+  # The tie between the two 4s goes to the first in row-major order: (1, 0).
+  np.testing.assert_array_equal(indices[0, :, :, 0], [[2, 0], [0, 0]])
+  unpooled = layers.max_unpool_2x2(pooled, indices, (3, 3))
+  np.testing.assert_array_equal(
+    unpooled[0, :, :, 0], [[0.0, 0.0, 2.0], [4.0, 0.0, 0.0], [5.0, 0.0, 7.0]]
+  )
+
+
+def _unpool_reference(x):
+  """Pool and unpool by loops: the first maximum of each window survives."""
+  n, h, w, c = x.shape
+  out = np.zeros_like(x)
+  for b, ch in itertools.product(range(n), range(c)):
+    for i in range(0, h, 2):
+      for j in range(0, w, 2):
+        window = x[b, i : i + 2, j : j + 2, ch]
+        di, dj = np.unravel_index(np.argmax(window), window.shape)
+        out[b, i + di, j + dj, ch] = window[di, dj]
+  return out
+
+
+@pytest.mark.parametrize("size", [(4, 6), (5, 7), (7, 7), (1, 3)])
+def test_unpool_puts_every_value_where_its_max_came_from(size):
+  x = np.random.default_rng(5).integers(0, 3, size=(2, *size, 3)).astype(np.float32)  # Many ties.
+  pooled, indices = layers.max_pool_2x2_with_argmax(jnp.asarray(x))
+  np.testing.assert_array_equal(pooled.shape, (2, -(-size[0] // 2), -(-size[1] // 2), 3))
+  got = np.asarray(layers.max_unpool_2x2(pooled, indices, size))
+  np.testing.assert_array_equal(got, _unpool_reference(x))
+
+
+def test_unpool_gradient_reaches_the_max_positions_only():
+  x = jnp.asarray(np.random.default_rng(6).normal(size=(1, 4, 4, 1)), jnp.float32)
+
+  def f(x):
+    pooled, indices = layers.max_pool_2x2_with_argmax(x)
+    return jnp.sum(layers.max_unpool_2x2(pooled, indices, (4, 4)))
+
+  grad = np.asarray(jax.grad(f)(x))
+  np.testing.assert_array_equal(grad != 0, _unpool_reference(np.asarray(x)) != 0)
+
+
+def test_separable_conv_parameters():
+  module = layers.SeparableConvNormAct(8)
+  variables = jax.eval_shape(
+    lambda: module.init(jax.random.key(0), jnp.zeros((1, 5, 5, 4)), train=False)
+  )
+  params = variables["params"]
+  assert params["depthwise"]["kernel"].shape == (3, 3, 1, 4)
+  assert params["pointwise"]["kernel"].shape == (1, 1, 4, 8)
