@@ -7,12 +7,10 @@ Flags:
     A run resumes from the latest checkpoint in its workdir.
 """
 
-import os
-
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from jaxseg import train  # Importing jaxseg sets its XLA flags before JAX starts.
+from jaxseg import config_files, train  # Importing jaxseg sets its XLA flags first.
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
@@ -20,18 +18,12 @@ flags.DEFINE_string("workdir", None, "Run directory; default runs/<config name>.
 flags.mark_flags_as_required(["config"])
 
 
-def default_workdir(config_spec: str) -> str:
-  """`configs/psp.py:resnet50` -> `runs/psp_resnet50`."""
-  path, _, arg = config_spec.partition(":")
-  name = os.path.splitext(os.path.basename(path))[0]
-  return os.path.join("runs", f"{name}_{arg}" if arg else name)
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  workdir = FLAGS.workdir or default_workdir(config_flags.get_config_filename(FLAGS["config"]))
+  spec = config_flags.get_config_filename(FLAGS["config"])
+  workdir = FLAGS.workdir or config_files.default_workdir(spec)
   train.train_and_evaluate(FLAGS.config, workdir)
 
 

@@ -1,7 +1,6 @@
 """Every config file loads, and every name in it resolves."""
 
 import glob
-import importlib.util
 import os
 import subprocess
 import sys
@@ -10,36 +9,62 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxseg import main
+from jaxseg import config_files
 from jaxseg.data import get_dataset_spec
 from jaxseg.models import create_model
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_FILES = sorted(glob.glob(os.path.join(ROOT, "configs", "*.py")))
+# Experiments; files starting with "_" hold what several of them share.
+CONFIG_FILES = sorted(
+  p
+  for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
+  if not os.path.basename(p).startswith("_")
+)
 # Arguments each config documents; every one must load.
-CONFIG_ARGS = {"psp.py": ["", "resnet50", "resnet101"]}
+RESNET_ARGS = ["", "resnet50", "resnet101"]
+CONFIG_ARGS = {
+  "default.py": [""],
+  "psp.py": RESNET_ARGS,
+  "deeplabv3.py": RESNET_ARGS,
+  "deeplabv3plus.py": RESNET_ARGS,
+  "fcn32s.py": ["", "paper"],
+  "fcn16s.py": ["", "paper"],
+  "fcn8s.py": ["", "paper"],
+  "segnet.py": ["", "paper"],
+  "unet.py": ["", "paper"],
+}
+
+
+def test_every_config_file_is_listed_with_its_arguments():
+  assert sorted(os.path.basename(p) for p in CONFIG_FILES) == sorted(CONFIG_ARGS)
 
 
 def _load(path: str, arg: str):
-  spec = importlib.util.spec_from_file_location("config_under_test", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg) if arg else module.get_config()
+  return config_files.load_config(f"{path}:{arg}" if arg else path)
 
 
 @pytest.mark.parametrize(
   "path,arg",
-  [(p, a) for p in CONFIG_FILES for a in CONFIG_ARGS.get(os.path.basename(p), [""])],
+  [(p, a) for p in CONFIG_FILES for a in CONFIG_ARGS[os.path.basename(p)]],
 )
 def test_config_loads_and_names_resolve(path, arg):
   config = _load(path, arg)
   spec = get_dataset_spec(config.data.name)
   model = create_model(config, spec.num_classes)
   # Shapes only: no compilation of full-size models.
-  x = jax.ShapeDtypeStruct((1, *config.crop_size, 3), jnp.float32)
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(x.shape), train=True))
+  x = jnp.zeros((1, *config.crop_size, 3))
+  rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+  variables = jax.eval_shape(lambda: model.init(rngs, x, train=True))
   assert variables["params"]
   assert config.batch_size > 0 and config.num_train_steps > 0
+
+
+@pytest.mark.parametrize(
+  "path", [p for p in CONFIG_FILES if CONFIG_ARGS[os.path.basename(p)] != [""]]
+)
+def test_config_rejects_an_unknown_argument(path):
+  with pytest.raises(ValueError, match="takes"):
+    _load(path, "not-an-argument")
 
 
 def test_unknown_config_key_fails_before_any_work(tmp_path):
@@ -71,5 +96,19 @@ def test_unknown_dataset_is_named():
 
 
 def test_default_workdir_is_named_after_the_config():
-  assert main.default_workdir("configs/psp.py") == os.path.join("runs", "psp")
-  assert main.default_workdir("configs/psp.py:resnet50") == os.path.join("runs", "psp_resnet50")
+  assert config_files.default_workdir("configs/psp.py") == os.path.join("runs", "psp")
+  assert config_files.default_workdir("configs/psp.py:resnet50") == os.path.join(
+    "runs", "psp_resnet50"
+  )
+
+
+def test_comparison_table_has_a_column_per_run():
+  from jaxseg import compare
+
+  a = {"iou": {"bg": 0.9, "cat": 0.5}, "miou": 0.7, "macc": 0.8, "aacc": 0.95}
+  b = {"iou": {"bg": 0.95, "cat": None}, "miou": 0.95, "macc": 0.9, "aacc": 0.97}
+  table = compare.format_comparison(["fcn32s", "fcn8s"], [a, b])
+  lines = table.splitlines()
+  assert lines[0].split() == ["fcn32s", "fcn8s"]
+  assert lines[3].split() == ["cat", "50.00", "n/a"]
+  assert lines[-3].split() == ["mIoU", "70.00", "95.00"]

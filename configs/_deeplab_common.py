@@ -1,0 +1,37 @@
+"""What DeepLabV3 and DeepLabV3+ share; `configs/deeplabv3*.py` pick the variant."""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config(name: str, arg: str) -> ml_collections.ConfigDict:
+  config = default.get_config()
+  config.model = ml_collections.ConfigDict(
+    {
+      "name": name,
+      "backbone": "resnet18",
+      "backbone_width": 16,
+      "output_stride": 8,
+      "multi_grid": (1, 2, 4),
+      "rates": (2, 4, 6),
+      "aspp_features": 64,
+      "low_level_features": 16,
+      "decoder_features": 64,
+    }
+  )
+  if name == "deeplabv3":
+    del config.model["low_level_features"]
+    del config.model["decoder_features"]
+  if arg in ("resnet50", "resnet101"):
+    config.model.backbone = arg
+    config.model.backbone_width = 64
+    config.model.output_stride = 16
+    config.model.rates = (6, 12, 18)
+    config.model.aspp_features = 256
+    if name == "deeplabv3plus":
+      config.model.low_level_features = 48
+      config.model.decoder_features = 256
+  elif arg:
+    raise ValueError(f"configs/{name}.py takes '', 'resnet50' or 'resnet101', not {arg!r}")
+  return config
