@@ -2,10 +2,11 @@
 
 import ml_collections
 
-from configs import default
+from configs import _datasets, default
 
 
 def get_config(name: str, arg: str) -> ml_collections.ConfigDict:
+  model, dataset = _datasets.parse_arg(arg, f"{name}.py", ("resnet50", "resnet101"))
   config = default.get_config()
   config.model = ml_collections.ConfigDict(
     {
@@ -23,8 +24,8 @@ def get_config(name: str, arg: str) -> ml_collections.ConfigDict:
   if name == "deeplabv3":
     del config.model["low_level_features"]
     del config.model["decoder_features"]
-  if arg in ("resnet50", "resnet101"):
-    config.model.backbone = arg
+  if model:
+    config.model.backbone = model
     config.model.backbone_width = 64
     config.model.output_stride = 16
     config.model.rates = (6, 12, 18)
@@ -32,6 +33,4 @@ def get_config(name: str, arg: str) -> ml_collections.ConfigDict:
     if name == "deeplabv3plus":
       config.model.low_level_features = 48
       config.model.decoder_features = 256
-  elif arg:
-    raise ValueError(f"configs/{name}.py takes '', 'resnet50' or 'resnet101', not {arg!r}")
-  return config
+  return _datasets.apply(config, dataset)

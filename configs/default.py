@@ -17,8 +17,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.name = "synthetic_shapes"  # A key of jaxseg.data.DATASETS.
   config.data.variant = "default"  # TFDS builder config; "" for the builder's default.
   config.data.data_dir = ""  # "" -> $TFDS_DATA_DIR or ~/tensorflow_datasets.
+  # Where datasets that cannot be downloaded (VOC, Cityscapes) are found;
+  # "" -> $JAXSEG_MANUAL_DIR, else <data_dir>/downloads/manual.
+  config.data.manual_dir = ""
+  config.data.folder = ""  # With name "folder": DIR with images/, masks/, classes.json.
   config.data.train_split = ""  # "" -> the dataset's own train split.
   config.data.eval_split = ""  # "" -> the dataset's own validation split.
+  # Batches hold one shape: training images are padded to max_size (larger
+  # ones downscaled to fit), validation images to eval_size (never resized;
+  # larger ones are an error). () -> the first example's size.
+  config.data.max_size = ()
+  config.data.eval_size = ()
   config.data.num_threads = 2  # Host threads decoding examples.
   config.data.prefetch_batches = 4
 
@@ -40,6 +49,11 @@ def get_config() -> ml_collections.ConfigDict:
   # The shapes already vary in size; random rescaling slowed learning here.
   config.augment.scale_range = (1.0, 1.0)
   config.augment.flip = True
+  # mmsegmentation's img_scale (long, short): a scale ratio of 1 fits the image
+  # inside it. () -> ratio 1 is the image's own size.
+  config.augment.base_size = ()
+  config.augment.cat_max_ratio = 1.0  # < 1: redraw crops dominated by one class.
+  config.augment.photometric = False  # Brightness, contrast, saturation, hue.
 
   config.loss = ml_collections.ConfigDict()
   config.loss.aux_weight = 0.4

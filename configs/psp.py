@@ -13,16 +13,15 @@ which sets a full-width ResNet-50 (or 101) trunk with the paper's 512-channel
 head and 256-channel auxiliary head.
 """
 
-from configs import default
+from configs import _datasets, default
 
 
 def get_config(arg: str = ""):
+  model, dataset = _datasets.parse_arg(arg, "psp.py", ("resnet50", "resnet101"))
   config = default.get_config()
-  if arg in ("resnet50", "resnet101"):
-    config.model.backbone = arg
+  if model:
+    config.model.backbone = model
     config.model.backbone_width = 64
     config.model.head_channels = 512
     config.model.aux_channels = 256
-  elif arg:
-    raise ValueError(f"configs/psp.py takes '', 'resnet50' or 'resnet101', not {arg!r}")
-  return config
+  return _datasets.apply(config, dataset)

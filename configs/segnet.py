@@ -9,16 +9,15 @@ network (29.4M parameters).
 
 import ml_collections
 
-from configs import default
+from configs import _datasets, default
 
 
 def get_config(arg: str = ""):
+  model, dataset = _datasets.parse_arg(arg, "segnet.py", ("paper",))
   config = default.get_config()
   config.model = ml_collections.ConfigDict({"name": "segnet", "width_divisor": 4})
-  if arg == "paper":
+  if model == "paper":
     config.model.width_divisor = 1
-  elif arg:
-    raise ValueError(f"configs/segnet.py takes '' or 'paper', not {arg!r}")
   config.num_train_steps = 3000
   config.eval_every_steps = 1000
-  return config
+  return _datasets.apply(config, dataset)

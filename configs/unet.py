@@ -9,16 +9,15 @@ widths (64 doubling to 1024; 31.0M parameters).
 
 import ml_collections
 
-from configs import default
+from configs import _datasets, default
 
 
 def get_config(arg: str = ""):
+  model, dataset = _datasets.parse_arg(arg, "unet.py", ("paper",))
   config = default.get_config()
   config.model = ml_collections.ConfigDict({"name": "unet", "features": 16, "up_mode": "transpose"})
-  if arg == "paper":
+  if model == "paper":
     config.model.features = 64
-  elif arg:
-    raise ValueError(f"configs/unet.py takes '' or 'paper', not {arg!r}")
   config.num_train_steps = 3000
   config.eval_every_steps = 1000
-  return config
+  return _datasets.apply(config, dataset)

@@ -11,7 +11,7 @@ evaluation, and `comparison.json` in the workdir records them.
 import json
 import os
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from jaxseg import config_files, train
 
@@ -43,6 +43,7 @@ def format_comparison(names: list[str], results: list[dict]) -> str:
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)
   names, results = [], []
   for spec in FLAGS.configs:
     config = config_files.load_config(spec)

@@ -85,6 +85,7 @@ def train_step(
   rng: jax.Array,
   config: ml_collections.ConfigDict,
   ignore_label: int,
+  num_classes: int,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step: augment on device, forward, loss, backward, update.
 
@@ -97,10 +98,15 @@ def train_step(
     aug_rng,
     batch["image"],
     batch["label"],
+    batch["size"],
+    batch["base_scale"],
     crop_size=config.crop_size,
     scale_range=config.augment.scale_range,
     flip=config.augment.flip,
     ignore_label=ignore_label,
+    cat_max_ratio=config.augment.cat_max_ratio,
+    num_classes=num_classes,
+    photometric=config.augment.photometric,
   )
   image = augment.normalize(image)
 
@@ -216,7 +222,7 @@ def load_train_state(
 ) -> tuple[nn.Module, TrainState]:
   """The model and the state saved at `step` (default: latest) in `workdir`."""
   mesh = sharding.make_mesh(config)
-  spec = get_dataset_spec(config.data.name)
+  spec = get_dataset_spec(config.data)
   model, _, _, abstract_state, state_sharding = build(config, spec.num_classes, mesh)
   ckpt = _checkpointer(config, workdir)
   try:
@@ -282,7 +288,13 @@ def train_and_evaluate(
   batch_sharding = sharding.batch_sharding(mesh)
   p_train_step = jax.jit(
     functools.partial(
-      train_step, model=model, tx=tx, rng=train_rng, config=config, ignore_label=spec.ignore_label
+      train_step,
+      model=model,
+      tx=tx,
+      rng=train_rng,
+      config=config,
+      ignore_label=spec.ignore_label,
+      num_classes=spec.num_classes,
     ),
     in_shardings=(state_sharding, batch_sharding),
     out_shardings=(state_sharding, sharding.replicated(mesh)),

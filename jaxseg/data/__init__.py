@@ -3,6 +3,7 @@
 import dataclasses
 import importlib
 
+import ml_collections
 import numpy as np
 
 from jaxseg.data import labels
@@ -22,6 +23,8 @@ class DatasetSpec:
     eval_split: split evaluated on.
     builder_module: module to import so that TFDS knows a builder jaxseg owns.
     ignore_label: label value excluded from loss and metrics.
+    label_map: lookup table from the stored label values to training ids
+      (values mapped to `ignore_label` are ignored), or None to use them as they are.
   """
 
   tfds_name: str
@@ -33,6 +36,7 @@ class DatasetSpec:
   eval_split: str = "validation"
   builder_module: str | None = None
   ignore_label: int = labels.IGNORE_LABEL
+  label_map: np.ndarray | None = None
 
   @property
   def num_classes(self) -> int:
@@ -46,13 +50,57 @@ DATASETS: dict[str, DatasetSpec] = {
     palette=labels.SYNTHETIC_SHAPES_PALETTE,
     builder_module="jaxseg.data.builders.synthetic_shapes",
   ),
+  "voc2012": DatasetSpec(
+    tfds_name="voc2012",
+    class_names=labels.VOC_CLASSES,
+    palette=labels.VOC_PALETTE,
+    builder_module="jaxseg.data.builders.voc2012",
+  ),
+  "cityscapes": DatasetSpec(
+    tfds_name="cityscapes",
+    class_names=labels.CITYSCAPES_CLASSES,
+    palette=labels.CITYSCAPES_PALETTE,
+    image_key="image_left",
+    label_key="segmentation_label",
+    label_map=labels.CITYSCAPES_LABEL_MAP,
+  ),
+  "ade20k": DatasetSpec(
+    tfds_name="ade20k",
+    class_names=labels.ADE20K_CLASSES,
+    palette=labels.ADE20K_PALETTE,
+    builder_module="jaxseg.data.builders.ade20k",
+    label_map=labels.ADE20K_LABEL_MAP,
+  ),
+  "oxford_iiit_pet": DatasetSpec(
+    tfds_name="oxford_iiit_pet",
+    class_names=labels.OXFORD_PET_CLASSES,
+    palette=labels.OXFORD_PET_PALETTE,
+    eval_split="test",
+    label_map=labels.OXFORD_PET_LABEL_MAP,
+  ),
 }
+# `folder` is a user's directory: its spec is read from the directory itself.
+FOLDER = "folder"
 
 
-def get_dataset_spec(name: str) -> DatasetSpec:
-  """Returns the registered dataset `name`; raises naming `config.data.name`."""
+def get_dataset_spec(data: ml_collections.ConfigDict | str) -> DatasetSpec:
+  """The dataset `config.data` (or a registered name) describes; raises naming
+  `config.data.name` (or `config.data.folder`)."""
+  name = data if isinstance(data, str) else data.name
+  if name == FOLDER:
+    if isinstance(data, str) or not data.get("folder"):
+      raise ValueError("config.data.name='folder' needs config.data.folder=DIR")
+    from jaxseg.data.builders import folder
+
+    meta = folder.read_meta(data.folder)
+    return DatasetSpec(
+      tfds_name=f"user_folder/{folder.builder_config(data.folder).name}",
+      class_names=meta.class_names,
+      palette=meta.palette,
+    )
   if name not in DATASETS:
-    raise ValueError(f"config.data.name={name!r} is not a known dataset; known: {sorted(DATASETS)}")
+    known = sorted([*DATASETS, FOLDER])
+    raise ValueError(f"config.data.name={name!r} is not a known dataset; known: {known}")
   spec = DATASETS[name]
   if spec.builder_module:
     importlib.import_module(spec.builder_module)  # Registers the TFDS builder.

@@ -4,8 +4,12 @@ Random scale, random crop (padding with the ignore label where the crop leaves
 the image) and horizontal flip compose into one affine map from output pixels
 to source pixels, so they are applied as a single gather: bilinear for the
 image, nearest for the label, and image and label can never drift apart.
-Randomness is keyed by (seed, step, index of the example in the global batch),
-so results do not depend on how the batch is sharded over devices.
+Photometric distortion (`jaxseg.data.photometric`) then changes the image's
+colours only. Randomness is keyed by (seed, step, index of the example in the
+global batch), so results do not depend on how the batch is sharded.
+
+Images of different sizes arrive padded to one shape, with each example's
+valid `size`; every transform works on the valid region alone.
 """
 
 from collections.abc import Sequence
@@ -13,9 +17,15 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from jaxseg.data import photometric as photometric_lib
+
 # ImageNet statistics, which every pretrained backbone expects.
 MEAN_RGB = (123.675, 116.28, 103.53)
 STDDEV_RGB = (58.395, 57.12, 57.375)
+
+# mmsegmentation's RandomCrop: crops drawn until the most frequent class
+# covers less than `cat_max_ratio` of the crop, at most this many times.
+CAT_MAX_RATIO_TRIES = 10
 
 
 def normalize(image: jax.Array) -> jax.Array:
@@ -29,65 +39,134 @@ def augment_batch(
   key: jax.Array,
   image: jax.Array,
   label: jax.Array,
+  size: jax.Array | None = None,
+  base_scale: jax.Array | None = None,
   *,
   crop_size: Sequence[int],
   scale_range: Sequence[float],
   flip: bool,
   ignore_label: int,
+  cat_max_ratio: float = 1.0,
+  num_classes: int | None = None,
+  photometric: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
-  """Randomly scales, crops and flips every example of a batch.
+  """Randomly scales, crops, flips and colour-distorts every example of a batch.
 
   Args:
     key: PRNG key for this step; example `i` uses `fold_in(key, i)`.
-    image: `[N, H, W, 3]` uint8 images.
+    image: `[N, H, W, 3]` uint8 images, each valid in its top-left `size`.
     label: `[N, H, W]` int32 labels.
+    size: `[N, 2]` int32 valid `(height, width)`; None: all of `H, W`.
+    base_scale: `[N]` float32 resize factor a ratio of 1 means (e.g. what fits
+      the image into mmsegmentation's `img_scale`); None: 1.
     crop_size: `(height, width)` of the output.
     scale_range: `(min, max)` resize ratio, drawn uniformly per example.
     flip: whether to flip horizontally with probability 1/2.
     ignore_label: label value for pixels outside the scaled image.
+    cat_max_ratio: redraw the crop (up to 10 times) until its most frequent
+      class covers less than this fraction of its labelled pixels; 1: off.
+    num_classes: number of classes; required when `cat_max_ratio < 1`.
+    photometric: whether to apply `photometric.distort` (brightness, contrast,
+      saturation, hue).
 
   Returns:
     `(image, label)`: `[N, ch, cw, 3]` float32 (still in [0, 255]; pixels
     outside the image are the ImageNet mean, i.e. 0 after `normalize`) and
     `[N, ch, cw]` int32.
   """
-  keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(image.shape[0]))
-  fn = lambda k, im, lb: augment_example(
-    k,
-    im,
-    lb,
-    crop_size=crop_size,
-    scale_range=scale_range,
-    flip=flip,
-    ignore_label=ignore_label,
-  )
-  return jax.vmap(fn)(keys, image, label)
+  n, h, w = label.shape
+  if size is None:
+    size = jnp.broadcast_to(jnp.asarray([h, w], jnp.int32), (n, 2))
+  if base_scale is None:
+    base_scale = jnp.ones((n,), jnp.float32)
+  if cat_max_ratio < 1.0 and num_classes is None:
+    raise ValueError("augment_batch: cat_max_ratio < 1 needs num_classes")
+  keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n))
+
+  def one(k, im, lb, sz, base):
+    return augment_example(
+      k,
+      im,
+      lb,
+      sz,
+      base,
+      crop_size=crop_size,
+      scale_range=scale_range,
+      flip=flip,
+      ignore_label=ignore_label,
+      cat_max_ratio=cat_max_ratio,
+      num_classes=num_classes,
+      photometric=photometric,
+    )
+
+  return jax.vmap(one)(keys, image, label, size, base_scale)
 
 
 def augment_example(
   key: jax.Array,
   image: jax.Array,
   label: jax.Array,
+  size: jax.Array,
+  base_scale: jax.Array,
   *,
   crop_size: Sequence[int],
   scale_range: Sequence[float],
   flip: bool,
   ignore_label: int,
+  cat_max_ratio: float = 1.0,
+  num_classes: int | None = None,
+  photometric: bool = False,
 ) -> tuple[jax.Array, jax.Array]:
-  """`augment_batch` for one `[H, W, 3]` image and `[H, W]` label."""
-  h, w = image.shape[:2]
+  """`augment_batch` for one `[H, W, 3]` image, `[H, W]` label and `[2]` size."""
+  h, w = size[0].astype(jnp.float32), size[1].astype(jnp.float32)
   ch, cw = crop_size
   k_scale, k_y, k_x, k_flip = jax.random.split(key, 4)
-  scale = jax.random.uniform(k_scale, minval=scale_range[0], maxval=scale_range[1])
+  scale = base_scale * jax.random.uniform(k_scale, minval=scale_range[0], maxval=scale_range[1])
   # Size of the resized image, rounded as a resize to integer size would be.
   sh = jnp.maximum(jnp.round(h * scale), 1.0)
   sw = jnp.maximum(jnp.round(w * scale), 1.0)
+
   # Crop offset, uniform over the positions that stay inside the resized
   # image; a crop larger than the image starts at 0 and is padded.
-  oy = jnp.floor(jax.random.uniform(k_y) * (jnp.maximum(sh - ch, 0.0) + 1.0))
-  ox = jnp.floor(jax.random.uniform(k_x) * (jnp.maximum(sw - cw, 0.0) + 1.0))
+  def offset(ky, kx):
+    oy = jnp.floor(jax.random.uniform(ky) * (jnp.maximum(sh - ch, 0.0) + 1.0))
+    ox = jnp.floor(jax.random.uniform(kx) * (jnp.maximum(sw - cw, 0.0) + 1.0))
+    return oy, ox
+
+  oy, ox = offset(k_y, k_x)
+  if cat_max_ratio < 1.0:
+    oy, ox = _balanced_offset(
+      key, (oy, ox), offset, label, size, (sh, sw), crop_size, cat_max_ratio, num_classes
+    )
   flipped = flip & jax.random.bernoulli(k_flip)
-  return warp(image, label, (sh, sw), (oy, ox), flipped, crop_size, ignore_label)
+  out_image, out_label, inside = _warp(
+    image, label, size, (sh, sw), (oy, ox), flipped, crop_size, ignore_label
+  )
+  if photometric:
+    distorted = photometric_lib.distort(jax.random.fold_in(key, 1), out_image)
+    out_image = jnp.where(inside[..., None], distorted, out_image)
+  return out_image, out_label
+
+
+def _balanced_offset(key, first, offset, label, size, resized, crop_size, ratio, num_classes):
+  """mmsegmentation's `cat_max_ratio`: the first of `first` and up to nine
+  redrawn offsets whose crop has two or more classes and no class above
+  `ratio` of its labelled pixels; the last one if none has."""
+  keys = jax.random.split(jax.random.fold_in(key, 2), (CAT_MAX_RATIO_TRIES - 1, 2))
+  oys, oxs = jax.vmap(lambda k: offset(k[0], k[1]))(keys)
+  oys = jnp.concatenate([first[0][None], oys])
+  oxs = jnp.concatenate([first[1][None], oxs])
+
+  def counts(oy, ox):
+    rows, cols, inside = _sample_grid(size, resized, (oy, ox), False, crop_size)
+    ny, nx = _nearest(rows, cols, size)
+    crop = jnp.where(inside, label[ny[:, None], nx[None, :]], -1)
+    return jax.nn.one_hot(crop, num_classes, dtype=jnp.int32).sum((0, 1))
+
+  c = jax.vmap(counts)(oys, oxs)
+  ok = ((c > 0).sum(-1) > 1) & (c.max(-1) < ratio * c.sum(-1))
+  pick = jnp.where(ok.any(), jnp.argmax(ok), CAT_MAX_RATIO_TRIES - 1)
+  return oys[pick], oxs[pick]
 
 
 def warp(
@@ -98,44 +177,64 @@ def warp(
   flipped: jax.Array,
   crop_size: Sequence[int],
   ignore_label: int,
+  size: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
   """Resize to `resized`, crop `crop_size` at `offset`, then maybe flip; one gather.
 
   Args:
-    image: `[H, W, 3]` image.
+    image: `[H, W, 3]` image, valid in its top-left `size`.
     label: `[H, W]` int labels.
-    resized: `(sh, sw)` size the image is resized to (scalars, may be traced).
+    resized: `(sh, sw)` size the valid image is resized to (scalars, may be traced).
     offset: `(oy, ox)` top-left corner of the crop in the resized image.
     flipped: whether to mirror the crop horizontally.
     crop_size: `(ch, cw)` static output size.
     ignore_label: label of output pixels outside the resized image.
+    size: `[2]` valid `(height, width)`; None: all of `H, W`.
 
   Returns:
     `[ch, cw, 3]` float32 image (bilinear; the ImageNet mean outside) and
     `[ch, cw]` int32 labels (nearest; `ignore_label` outside).
   """
-  h, w = image.shape[:2]
+  if size is None:
+    size = jnp.asarray(label.shape, jnp.int32)
+  out_image, out_label, _ = _warp(
+    image, label, size, resized, offset, flipped, crop_size, ignore_label
+  )
+  return out_image, out_label
+
+
+def _sample_grid(size, resized, offset, flipped, crop_size):
+  """Source coordinates (pixel-edge units) of the output pixels' centres, and
+  which output pixels fall inside the resized image."""
+  h, w = size[0].astype(jnp.float32), size[1].astype(jnp.float32)
   (sh, sw), (oy, ox), (ch, cw) = resized, offset, crop_size
   rows = jnp.arange(ch, dtype=jnp.float32) + oy
   cols = jnp.arange(cw, dtype=jnp.float32)
   cols = jnp.where(flipped, cw - 1 - cols, cols) + ox
   inside = (rows < sh)[:, None] & (cols < sw)[None, :]
-  # The centre of resized pixel r is source coordinate (r + 0.5) * h / sh (in
-  # pixel-edge units; multiplied before dividing so exact cases stay exact).
-  centre_y = (rows + 0.5) * h / sh
-  centre_x = (cols + 0.5) * w / sw
+  # The centre of resized pixel r is source coordinate (r + 0.5) * h / sh
+  # (multiplied before dividing so exact cases stay exact).
+  return (rows + 0.5) * h / sh, (cols + 0.5) * w / sw, inside
 
-  out_image = _bilinear(image.astype(jnp.float32), centre_y - 0.5, centre_x - 0.5)
+
+def _nearest(centre_y, centre_x, size):
+  ny = jnp.clip(jnp.floor(centre_y), 0, size[0] - 1).astype(jnp.int32)
+  nx = jnp.clip(jnp.floor(centre_x), 0, size[1] - 1).astype(jnp.int32)
+  return ny, nx
+
+
+def _warp(image, label, size, resized, offset, flipped, crop_size, ignore_label):
+  centre_y, centre_x, inside = _sample_grid(size, resized, offset, flipped, crop_size)
+  out_image = _bilinear(image.astype(jnp.float32), size, centre_y - 0.5, centre_x - 0.5)
   out_image = jnp.where(inside[..., None], out_image, jnp.asarray(MEAN_RGB, jnp.float32))
-  ny = jnp.clip(jnp.floor(centre_y), 0, h - 1).astype(jnp.int32)
-  nx = jnp.clip(jnp.floor(centre_x), 0, w - 1).astype(jnp.int32)
+  ny, nx = _nearest(centre_y, centre_x, size)
   out_label = jnp.where(inside, label[ny[:, None], nx[None, :]], ignore_label)
-  return out_image, out_label.astype(jnp.int32)
+  return out_image, out_label.astype(jnp.int32), inside
 
 
-def _bilinear(image: jax.Array, ys: jax.Array, xs: jax.Array) -> jax.Array:
-  """Samples `image` at the grid `ys × xs` (edge-clamped, half-pixel centres)."""
-  h, w = image.shape[:2]
+def _bilinear(image: jax.Array, size, ys: jax.Array, xs: jax.Array) -> jax.Array:
+  """Samples the valid `size` of `image` at the grid `ys × xs` (edge-clamped)."""
+  h, w = size[0], size[1]
   ys = jnp.clip(ys, 0, h - 1)
   xs = jnp.clip(xs, 0, w - 1)
   y0 = jnp.floor(ys).astype(jnp.int32)

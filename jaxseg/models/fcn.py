@@ -36,6 +36,8 @@ class FCN(nn.Module):
     num_classes: number of classes.
     stride: 32 (FCN-32s), 16 (FCN-16s, adds pool4) or 8 (FCN-8s, adds pool3).
     width_divisor: divides VGG16's channels (1 in the paper).
+    batch_norm: a VGG16-BN trunk instead of VGG16 (not in the paper; it lets
+      FCN train from scratch, which plain VGG16 barely does).
     fc_features: channels of fc6/fc7 (4096 in the paper).
     dropout_rate: dropout after fc6 and fc7 (0.5).
     dtype: computation dtype; logits are float32.
@@ -46,6 +48,7 @@ class FCN(nn.Module):
   num_classes: int
   stride: int = 8
   width_divisor: int = 1
+  batch_norm: bool = False
   fc_features: int = 4096
   dropout_rate: float = 0.5
   dtype: layers.Dtype = jnp.float32
@@ -56,7 +59,8 @@ class FCN(nn.Module):
       raise ValueError(f"FCN stride must be 32, 16 or 8, got {self.stride}")
     size = image.shape[1:3]
     c = self.num_classes
-    _, endpoints = vgg.VGG16(
+    _, endpoints = vgg.VGG(
+      batch_norm=self.batch_norm,
       width_divisor=self.width_divisor,
       fc_features=self.fc_features,
       dropout_rate=self.dropout_rate,
