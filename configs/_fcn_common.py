@@ -12,13 +12,18 @@ def get_config(name: str, arg: str) -> ml_collections.ConfigDict:
     {
       "name": name,
       "width_divisor": 8,
-      "batch_norm": False,
+      # From scratch, the plain VGG16 trunk could not fit even one batch of 8
+      # images in 150 steps here and stayed at all-background through 2,000
+      # training steps; with BatchNorm it fits that batch in 30 steps. The
+      # paper's plain trunk is `:paper`.
+      "batch_norm": True,
       "fc_features": 256,
       "dropout_rate": 0.5,
     }
   )
   if model == "paper":
     config.model.width_divisor = 1
+    config.model.batch_norm = False
     config.model.fc_features = 4096
   # Padding by 100 makes a 64x64 crop a 264x264 input to VGG16: FCN is the
   # slowest network here on small images, so it gets smaller batches.

@@ -57,6 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.loss = ml_collections.ConfigDict()
   config.loss.aux_weight = 0.4
+  # Per-class cross-entropy weights, () for none; `python -m jaxseg.data.stats`
+  # suggests median-frequency weights.
+  config.loss.class_weights = ()
 
   config.batch_size = 16  # Global, over all devices and hosts.
   config.eval_batch_size = 64

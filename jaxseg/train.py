@@ -119,7 +119,11 @@ def train_step(
       rngs={"dropout": dropout_rng},
     )
     loss, parts = losses.segmentation_loss(
-      outputs, label, ignore_label=ignore_label, aux_weight=config.loss.aux_weight
+      outputs,
+      label,
+      ignore_label=ignore_label,
+      aux_weight=config.loss.aux_weight,
+      class_weights=config.loss.class_weights,
     )
     return loss, (parts, new_vars["batch_stats"])
 
@@ -260,6 +264,12 @@ def train_and_evaluate(
   # before anything is compiled.
   mesh = sharding.make_mesh(config)
   spec, builder = pipeline.prepare(config)
+  weights = config.loss.class_weights
+  if weights and (len(weights) != spec.num_classes or min(weights) < 0):
+    raise ValueError(
+      f"config.loss.class_weights has {len(weights)} entries; {config.data.name!r} needs "
+      f"{spec.num_classes} non-negative weights (or () for none)"
+    )
   model, tx, init_state, abstract_state, state_sharding = build(config, spec.num_classes, mesh)
   train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
   train_iter = pipeline.train_iterator(config, spec, builder, mesh)

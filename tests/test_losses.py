@@ -44,3 +44,17 @@ def test_ignore_label_gets_no_gradient():
   grad = jax.grad(losses.cross_entropy)(logits, labels, 255)
   np.testing.assert_array_equal(grad[0, 0, 2], 0.0)
   assert np.all(np.abs(grad[0, 0, :2]) > 0)
+
+
+def test_class_weights_weight_pixels_and_normalise_by_their_sum():
+  logits = jnp.asarray(np.random.default_rng(0).normal(size=(1, 2, 3, 3)), jnp.float32)
+  labels = jnp.asarray([[[0, 1, 2], [2, 255, 1]]])
+  weights = (0.5, 2.0, 1.0)
+  got = jax.jit(lambda x, y: losses.cross_entropy(x, y, 255, weights))(logits, labels)
+  logp = jax.nn.log_softmax(logits, -1)
+  num = den = 0.0
+  for (i, j), y in np.ndenumerate(np.asarray(labels[0])):
+    if y != 255:
+      num += -weights[y] * float(logp[0, i, j, y])
+      den += weights[y]
+  np.testing.assert_allclose(float(got), num / den, rtol=1e-5)

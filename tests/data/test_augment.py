@@ -32,7 +32,7 @@ def _decode(image):
 
 def _augment(key, image, label, **kw):
   fn = functools.partial(augment.augment_batch, ignore_label=255, **kw)
-  fn = jax.jit(fn, static_argnames=("crop_size", "scale_range", "flip"))
+  fn = jax.jit(fn, static_argnames=("crop_size", "scale_range", "flip", "photometric"))
   out_i, out_l = fn(key, jnp.asarray(image)[None], jnp.asarray(label)[None])
   return np.asarray(out_i[0]), np.asarray(out_l[0])
 
@@ -116,3 +116,80 @@ def test_same_key_same_result_and_examples_differ():
   b = augment.augment_batch(jax.random.key(7), batch_i, batch_l, **kw)
   np.testing.assert_array_equal(a[1], b[1])
   assert not np.array_equal(a[1][0], a[1][1])
+
+
+def test_padded_example_with_its_size_equals_the_unpadded_one():
+  image, label = _blocks(24, 20)
+  canvas_i = np.full((40, 36, 3), 7, np.uint8)  # Garbage where the padding is.
+  canvas_l = np.full((40, 36), 3, np.int32)
+  canvas_i[:24, :20], canvas_l[:24, :20] = image, label
+  kw = dict(crop_size=(32, 32), scale_range=(0.5, 2.0), flip=True, ignore_label=255)
+  for seed in range(4):
+    key = jax.random.key(seed)
+    a = augment.augment_batch(key, jnp.asarray(image)[None], jnp.asarray(label)[None], **kw)
+    b = augment.augment_batch(
+      key,
+      jnp.asarray(canvas_i)[None],
+      jnp.asarray(canvas_l)[None],
+      jnp.asarray([[24, 20]], jnp.int32),
+      **kw,
+    )
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_allclose(a[0], b[0], atol=1e-4)
+
+
+def test_base_scale_multiplies_the_random_ratio():
+  image, label = _blocks(24, 20)
+  kw = dict(crop_size=(48, 40), flip=False, ignore_label=255)
+  size = jnp.asarray([[24, 20]], jnp.int32)
+  doubled = augment.augment_batch(
+    jax.random.key(0), jnp.asarray(image)[None], jnp.asarray(label)[None], size,
+    jnp.asarray([2.0]), scale_range=(1.0, 1.0), **kw,
+  )  # fmt: skip
+  ref = np.kron(label, np.ones((2, 2), np.int32))
+  np.testing.assert_array_equal(doubled[1][0], ref)
+
+
+def test_cat_max_ratio_prefers_crops_with_more_than_one_dominant_class():
+  label = np.zeros((64, 64), np.int32)
+  label[40:56, 40:56] = 1  # A small object in a large background.
+  image = np.zeros((64, 64, 3), np.uint8)
+  kw = dict(crop_size=(16, 16), scale_range=(1.0, 1.0), flip=False, ignore_label=255)
+  batch = (jnp.asarray(np.stack([image] * 64)), jnp.asarray(np.stack([label] * 64)))
+  _, plain = augment.augment_batch(jax.random.key(0), *batch, **kw)
+  _, balanced = augment.augment_batch(
+    jax.random.key(0), *batch, cat_max_ratio=0.75, num_classes=2, **kw
+  )
+
+  def ok(crop):
+    counts = np.bincount(np.asarray(crop).ravel(), minlength=2)
+    return counts.min() > 0 and counts.max() < 0.75 * counts.sum()
+
+  assert sum(map(ok, balanced)) > 2 * sum(map(ok, plain)) > 0
+  for crop in balanced:  # Still a crop of the label: rows/columns of the original.
+    assert set(np.unique(crop).tolist()) <= {0, 1}
+
+
+def test_photometric_distortion_changes_colours_only():
+  image, label = _blocks(48, 48, block=8)
+  kw = dict(crop_size=(32, 32), scale_range=(0.5, 2.0), flip=True)
+  for seed in range(4):
+    key = jax.random.key(seed)
+    a_i, a_l = _augment(key, image, label, **kw)
+    b_i, b_l = _augment(key, image, label, photometric=True, **kw)
+    np.testing.assert_array_equal(a_l, b_l)
+    assert b_i.min() >= 0 and b_i.max() <= 255
+  assert not np.allclose(a_i, b_i)
+
+
+def test_hsv_round_trip_and_reference():
+  import colorsys
+
+  from jaxseg.data import photometric
+
+  rgb = np.random.default_rng(0).uniform(0, 255, size=(64, 3)).astype(np.float32)
+  hsv = np.asarray(photometric.rgb_to_hsv(jnp.asarray(rgb)))
+  ref = np.array([colorsys.rgb_to_hsv(*(c / 255)) for c in rgb])
+  np.testing.assert_allclose(hsv[:, :2], ref[:, :2], atol=1e-5)
+  np.testing.assert_allclose(hsv[:, 2], ref[:, 2] * 255, rtol=1e-5)
+  np.testing.assert_allclose(photometric.hsv_to_rgb(jnp.asarray(hsv)), rgb, atol=1e-3)
