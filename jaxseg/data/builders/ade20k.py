@@ -15,7 +15,7 @@ import os
 
 import tensorflow_datasets as tfds
 
-from jaxseg.data.builders.voc2012 import read_index_png
+from jaxseg.data.builders import common
 
 URL = "http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip"
 FOLDER = "ADEChallengeData2016"
@@ -33,13 +33,7 @@ class Ade20k(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-      features=tfds.features.FeaturesDict(
-        {
-          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-          "segmentation_mask": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
-          "file_name": tfds.features.Text(),
-        }
-      ),
+      features=common.segmentation_features("jpeg"),
       supervised_keys=("image", "segmentation_mask"),
       homepage="http://sceneparsing.csail.mit.edu/",
     )
@@ -66,7 +60,7 @@ class Ade20k(tfds.core.GeneratorBasedBuilder):
       stem, ext = os.path.splitext(name)
       if ext.lower() != ".jpg":
         continue
-      mask = read_index_png(os.path.join(root, "annotations", part, f"{stem}.png"))
+      mask = common.read_index_png(os.path.join(root, "annotations", part, f"{stem}.png"))
       yield (
         stem,
         {

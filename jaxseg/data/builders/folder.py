@@ -30,6 +30,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from jaxseg.data import labels
+from jaxseg.data.builders import common
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 META_FILES = ("classes.json", "classes.yaml", "classes.yml")
@@ -111,13 +112,7 @@ class UserFolder(tfds.core.GeneratorBasedBuilder):
   def _info(self) -> tfds.core.DatasetInfo:
     meta = read_meta(self.builder_config.folder)
     return self.dataset_info_from_configs(
-      features=tfds.features.FeaturesDict(
-        {
-          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="png"),
-          "segmentation_mask": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
-          "file_name": tfds.features.Text(),
-        }
-      ),
+      features=common.segmentation_features("png"),
       supervised_keys=("image", "segmentation_mask"),
       metadata=tfds.core.MetadataDict(classes=list(meta.class_names)),
     )

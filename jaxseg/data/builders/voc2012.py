@@ -18,9 +18,9 @@ import tarfile
 
 import numpy as np
 import tensorflow_datasets as tfds
-from PIL import Image
 
 from jaxseg.data import labels
+from jaxseg.data.builders import common
 
 VOC_TAR = "VOCtrainval_11-May-2012.tar"
 SBD_TGZ = "benchmark.tgz"
@@ -46,13 +46,7 @@ class Voc2012(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
-      features=tfds.features.FeaturesDict(
-        {
-          "image": tfds.features.Image(shape=(None, None, 3), encoding_format="jpeg"),
-          "segmentation_mask": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
-          "file_name": tfds.features.Text(),
-        }
-      ),
+      features=common.segmentation_features("jpeg"),
       supervised_keys=("image", "segmentation_mask"),
       homepage="http://host.robots.ox.ac.uk/pascal/VOC/voc2012/",
     )
@@ -93,7 +87,7 @@ class Voc2012(tfds.core.GeneratorBasedBuilder):
     for image_id in ids:
       image = os.path.join(voc, "JPEGImages", f"{image_id}.jpg")
       if sbd_cls is None or image_id in voc_labelled:
-        mask = read_index_png(os.path.join(voc, "SegmentationClass", f"{image_id}.png"))
+        mask = common.read_index_png(os.path.join(voc, "SegmentationClass", f"{image_id}.png"))
       else:
         mask = read_sbd_mat(os.path.join(sbd_cls, f"{image_id}.mat"))
       if not os.path.exists(image):
@@ -120,22 +114,6 @@ def _read_list(path: str) -> list[str]:
     raise FileNotFoundError(f"voc2012: split file {path} is missing")
   with open(path) as f:
     return [line.split()[0] for line in f if line.strip()]
-
-
-def read_index_png(path: str) -> np.ndarray:
-  """A palette-indexed (or greyscale) label PNG as its `[H, W]` uint8 indices."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"label file {path} is missing")
-  try:
-    with Image.open(path) as im:
-      if im.mode not in ("P", "L"):
-        raise ValueError(
-          f"{path}: label PNG has mode {im.mode!r}; expected palette-indexed ('P') or "
-          "greyscale ('L') class indices, not colours"
-        )
-      return np.asarray(im, np.uint8)
-  except OSError as e:
-    raise ValueError(f"{path}: unreadable label image ({e})") from e
 
 
 def read_sbd_mat(path: str) -> np.ndarray:
