@@ -284,3 +284,16 @@ def test_unet_folder_config_trains_on_a_users_folder(tmp_path):
   assert result["step"] == 2 and 0 <= result["miou"] <= 1
   with open(tmp_path / "run" / "metrics.json") as f:
     assert list(json.load(f)["latest"]["iou"]) == ["a", "b", "c"]
+
+
+def test_folder_class_file_may_be_yaml_and_is_checked(tmp_path):
+  from jaxseg.data.builders import folder
+
+  (tmp_path / "classes.yaml").write_text(
+    "classes: [sky, ground]\npalette: [[0, 0, 255], [0, 128, 0]]\n"
+  )
+  meta = folder.read_meta(str(tmp_path))
+  assert meta.class_names == ("sky", "ground") and meta.palette.tolist()[0] == [0, 0, 255]
+  (tmp_path / "classes.yaml").write_text("classes: [sky, ground]\npalete: []\n")
+  with pytest.raises(ValueError, match=r"unknown keys \['palete'\]"):
+    folder.read_meta(str(tmp_path))
