@@ -164,9 +164,11 @@ class _FitAndPad:
     }
 
 
-def _decoded(
+def decoded_split(
   config: ml_collections.ConfigDict, spec: DatasetSpec, builder, split: str
 ) -> tuple[grain.MapDataset, _DecodeAndCheck]:
+  """`split` as a random-access dataset of checked `{image, label}` examples at
+  their own sizes, and the checker (which names examples in errors)."""
   source = builder.as_data_source(split)
   check = _DecodeAndCheck(spec, config.data.name, split, len(source))
   return grain.MapDataset.source(source).map_with_index(check), check
@@ -207,7 +209,7 @@ def train_iterator(
   config: ml_collections.ConfigDict, spec: DatasetSpec, builder, mesh
 ) -> grain.DatasetIterator:
   """Endless, shuffled (reshuffled every epoch) host batches of the train split."""
-  ds, check = _decoded(config, spec, builder, config.data.train_split or spec.train_split)
+  ds, check = decoded_split(config, spec, builder, config.data.train_split or spec.train_split)
   ds = _padded(ds, check, config, spec, train=True)
   ds = ds.shuffle(seed=config.seed).repeat()
   ds = _this_process(ds, config.batch_size, mesh, "config.batch_size")
@@ -219,7 +221,7 @@ def eval_batches(
 ) -> grain.IterDataset:
   """Every example of the eval split once, in order, in batches padded to full
   size; the padding has `mask` False and only ignored labels."""
-  decoded, check = _decoded(config, spec, builder, config.data.eval_split or spec.eval_split)
+  decoded, check = decoded_split(config, spec, builder, config.data.eval_split or spec.eval_split)
   decoded = _padded(decoded, check, config, spec, train=False)
   num_examples = len(decoded)
   first = decoded[0]

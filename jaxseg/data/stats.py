@@ -97,7 +97,7 @@ def main(argv):
       config.data.variant = ""
   spec, builder = pipeline.prepare(config)
   split = FLAGS.split or config.data.train_split or spec.train_split
-  decoded, _ = pipeline._decoded(config, spec, builder, split)
+  decoded, _ = pipeline.decoded_split(config, spec, builder, split)
   n = min(len(decoded), FLAGS.limit) if FLAGS.limit else len(decoded)
   labels_iter = (decoded[i]["label"] for i in tqdm(range(n), desc=f"reading {split}"))
   stats = class_statistics(labels_iter, spec.num_classes, spec.ignore_label)
