@@ -59,6 +59,9 @@ class Checkpointer:
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    return list(self._manager.all_steps())
+
   def best_step(self) -> int | None:
     return self._manager.best_step()
 

@@ -156,3 +156,51 @@ def read_scalars(workdir: str) -> list[dict]:
   """The records `MetricWriter` appended to `workdir/scalars.jsonl`, in order."""
   with open(os.path.join(workdir, "scalars.jsonl")) as f:
     return [json.loads(line) for line in f if line.strip()]
+
+
+def confusion_image(confusion: np.ndarray, class_names: Sequence[str], cell: int = 36):
+  """A picture of the row-normalised confusion matrix (ground truth down,
+  prediction across; darker is more), each cell labelled with its percentage.
+
+  Returns a PIL image.
+  """
+  from PIL import Image, ImageDraw
+
+  confusion = np.asarray(confusion, np.float64)
+  rows = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+  c = len(class_names)
+  label_width = 8 * max(len(n) for n in class_names) + 12
+  size = (label_width + c * cell + 4, label_width + c * cell + 4)
+  image = Image.new("RGB", size, "white")
+  draw = ImageDraw.Draw(image)
+  draw.text((4, 4), "rows: truth", fill="black")
+  draw.text((4, 18), "columns: prediction", fill="black")
+  draw.text((4, 32), "% of each row", fill="black")
+  for i, name in enumerate(class_names):
+    draw.text((4, label_width + i * cell + cell // 3), name, fill="black")
+    # Column labels, written vertically.
+    column = Image.new("RGB", (label_width, cell), "white")
+    ImageDraw.Draw(column).text((4, cell // 3), name, fill="black")
+    image.paste(column.rotate(90, expand=True), (label_width + i * cell, 0))
+  for i in range(c):
+    for j in range(c):
+      shade = int(255 * (1 - rows[i, j]))
+      x0, y0 = label_width + j * cell, label_width + i * cell
+      draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=(shade, shade, 255))
+      text = f"{100 * rows[i, j]:.0f}"
+      draw.text((x0 + 6, y0 + cell // 3), text, fill="white" if shade < 128 else "black")
+  return image
+
+
+def update_evaluation(path: str, record: dict) -> None:
+  """Adds `record` under `evaluation` in the metrics file, keeping the training
+  run's `latest` and `best`."""
+  contents = {}
+  if os.path.exists(path):
+    with open(path) as f:
+      contents = json.load(f)
+  contents["evaluation"] = record
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(contents, f, indent=2)
+  os.replace(tmp, path)

@@ -1,0 +1,131 @@
+"""Scores a trained run at full resolution: `python -m jaxseg.evaluate --workdir=DIR`.
+
+Restores the best checkpoint (or `--checkpoint=latest` or a step) of a run,
+predicts every image of a split at its original size (`--mode=whole`, or
+`--mode=slide` with `--crop_size`/`--stride`), optionally averaging
+multi-scale and flipped passes (`--scales=0.5,0.75,1,1.25,1.5,1.75 --flip`),
+and scores the original labels, never resized. Prints the per-class table,
+writes it under `evaluation` in the run's `metrics.json`, and draws the
+confusion matrix to `confusion_<split>.png` in the workdir.
+"""
+
+import json
+import os
+import time
+
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from tqdm.auto import tqdm
+
+from jaxseg import checkpoint, inference, metrics, train
+from jaxseg.data import pipeline
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Run directory (holds config.json and checkpoints/).")
+flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
+flags.DEFINE_string("split", None, "Split to score; default the run's validation split.")
+flags.DEFINE_enum("mode", "whole", ["whole", "slide"], "Whole images or a sliding window.")
+flags.DEFINE_list("crop_size", None, "Slide tile 'H,W'; default the run's crop size.")
+flags.DEFINE_list("stride", None, "Slide stride 'H,W'; default two thirds of the tile.")
+flags.DEFINE_list("scales", ["1.0"], "Test-time resize ratios, averaged.")
+flags.DEFINE_bool("flip", False, "Also average horizontally flipped passes.")
+flags.DEFINE_integer("size_multiple", 32, "Whole mode pads images up to a multiple of this.")
+flags.DEFINE_integer("limit", 0, "Score only the first N images (0: all).")
+flags.mark_flags_as_required(["workdir"])
+
+
+def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} is missing: --workdir must be a jaxseg training run")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def resolve_step(config: ml_collections.ConfigDict, workdir: str, which: str) -> int:
+  """'best' / 'latest' / a number -> a saved step; raises naming what exists."""
+  ckpt = checkpoint.Checkpointer(
+    os.path.join(os.path.abspath(workdir), "checkpoints"),
+    keep=config.keep_checkpoints,
+    save_every_steps=config.checkpoint_every_steps,
+  )
+  try:
+    steps = ckpt.all_steps()
+    if not steps:
+      raise FileNotFoundError(f"No checkpoint in {ckpt.directory}")
+    if which == "latest":
+      return max(steps)
+    if which == "best":
+      best = ckpt.best_step()
+      return best if best is not None else max(steps)
+    if not which.isdigit() or int(which) not in steps:
+      raise ValueError(f"--checkpoint={which}: saved steps are {sorted(steps)}")
+    return int(which)
+  finally:
+    ckpt.close()
+
+
+def score(predict, decoded, num_classes: int, ignore_label: int, limit: int = 0) -> np.ndarray:
+  """`[C, C]` int64 confusion matrix of `predict(image) -> [H, W] labels` over
+  `decoded`'s examples at their own resolution."""
+  confusion = np.zeros(num_classes * num_classes, np.int64)
+  n = min(len(decoded), limit) if limit else len(decoded)
+  for i in tqdm(range(n), desc="evaluate", unit="image"):
+    example = decoded[i]
+    label = example["label"]
+    valid = label != ignore_label
+    prediction = predict(example["image"])
+    index = label[valid].astype(np.int64) * num_classes + prediction[valid]
+    confusion += np.bincount(index, minlength=num_classes * num_classes)
+  return confusion.reshape(num_classes, num_classes)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  workdir = FLAGS.workdir
+  config = load_run_config(workdir)
+  step = resolve_step(config, workdir, FLAGS.checkpoint)
+  model, state = train.load_train_state(config, workdir, step)
+  predict_fn = inference.make_predict_fn(
+    model, {"params": state.params, "batch_stats": state.batch_stats}
+  )
+  spec, builder = pipeline.prepare(config)
+  split = FLAGS.split or config.data.eval_split or spec.eval_split
+  decoded, _ = pipeline.decoded_split(config, spec, builder, split)
+
+  crop = tuple(int(v) for v in FLAGS.crop_size or config.crop_size)
+  stride = (
+    tuple(int(v) for v in FLAGS.stride) if FLAGS.stride else tuple(max(1, 2 * c // 3) for c in crop)
+  )
+  options = dict(
+    mode=FLAGS.mode,
+    scales=tuple(float(s) for s in FLAGS.scales),
+    flip=FLAGS.flip,
+    size_multiple=FLAGS.size_multiple,
+    crop_size=crop,
+    stride=stride,
+  )
+
+  def predict(image):
+    return inference.predict_probs(predict_fn, image, **options).argmax(-1)
+
+  t0 = time.perf_counter()
+  confusion = score(predict, decoded, spec.num_classes, spec.ignore_label, FLAGS.limit)
+  result = metrics.compute_metrics(confusion)
+  print(
+    f"\n{config.data.name}/{split} at step {step}, mode {FLAGS.mode}, scales "
+    f"{options['scales']}{', flip' if FLAGS.flip else ''} ({time.perf_counter() - t0:.1f}s):\n"
+    + metrics.format_table(result, spec.class_names)
+  )
+  record = metrics.to_json(result, spec.class_names, step)
+  record.update(split=split, checkpoint=FLAGS.checkpoint, **{k: v for k, v in options.items()})
+  metrics.update_evaluation(os.path.join(workdir, "metrics.json"), record)
+  picture = os.path.join(workdir, f"confusion_{split}.png")
+  metrics.confusion_image(confusion, spec.class_names).save(picture)
+  print(f"Wrote {os.path.join(workdir, 'metrics.json')} (evaluation) and {picture}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,193 @@
+"""Inference at full resolution: whole image, sliding window, multi-scale + flip.
+
+Every mode maps one uint8 `[H, W, 3]` image to class probabilities at the
+image's own resolution. The model runs through `predict_fn`, a function of a
+uint8 batch `[N, h, w, 3]` returning float32 logits `[N, h, w, C]`
+(`make_predict_fn` builds a jitted one; it compiles once per input shape, so
+`whole` pads images up to a multiple of `size_multiple` to bound how many
+shapes there are).
+
+`slide` runs overlapping tiles in batches and averages the logits of the
+tiles covering each pixel (as mmsegmentation does). It works through the image
+a row of tiles at a time and hands finished rows to a callback, so its memory
+is bounded by a band of tiles, not by the image: an 8192×8192 image runs on a
+laptop CPU.
+"""
+
+from collections.abc import Callable, Iterator, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from jaxseg.data import augment
+
+PAD_COLOUR = np.round(augment.MEAN_RGB).astype(np.uint8)
+PredictFn = Callable[[np.ndarray], np.ndarray]
+
+
+def make_predict_fn(model, variables) -> PredictFn:
+  """A jitted `uint8 [N, h, w, 3] -> float32 [N, h, w, C]` logits function."""
+
+  @jax.jit
+  def run(images):
+    out = model.apply(variables, augment.normalize(images), train=False)["logits"]
+    return out.astype(jnp.float32)
+
+  return lambda images: np.asarray(run(jnp.asarray(images)))
+
+
+def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  h, w = image.shape[:2]
+  if (h, w) == (height, width):
+    return image
+  out = np.empty((height, width, 3), np.uint8)
+  out[...] = PAD_COLOUR
+  out[:h, :w] = image
+  return out
+
+
+def whole(predict_fn: PredictFn, image: np.ndarray, size_multiple: int = 32) -> np.ndarray:
+  """The image at its own size, padded up to a multiple of `size_multiple`
+  (bounding the number of compiled shapes), probabilities cropped back."""
+  h, w = image.shape[:2]
+  m = max(1, size_multiple)
+  padded = _pad_to(image, -(-h // m) * m, -(-w // m) * m)
+  return _softmax(predict_fn(padded[None])[0, :h, :w])
+
+
+def tile_starts(size: int, crop: int, stride: int) -> list[int]:
+  """Offsets of the tiles along one axis: every `stride`, the last one flush
+  with the end (mmsegmentation's grid); `[0]` when the crop covers it all."""
+  if size <= crop:
+    return [0]
+  count = -(-(size - crop) // stride) + 1
+  return [min(i * stride, size - crop) for i in range(count)]
+
+
+def slide_bands(
+  predict_fn: PredictFn,
+  image: np.ndarray,
+  *,
+  crop_size: Sequence[int],
+  stride: Sequence[int],
+  tile_batch: int = 8,
+) -> Iterator[tuple[int, np.ndarray]]:
+  """Sliding-window probabilities, yielded as finished horizontal bands.
+
+  Yields:
+    `(row, probs)`: probabilities `[rows, W, C]` of image rows
+    `row .. row + rows`; bands arrive in order and cover the image once.
+  """
+  h, w = image.shape[:2]
+  ch, cw = crop_size
+  sh, sw = stride
+  if sh <= 0 or sw <= 0 or sh > ch or sw > cw:
+    raise ValueError(f"slide stride {tuple(stride)} must be in 1..crop size {tuple(crop_size)}")
+  # Images smaller than a tile are padded up to it (and cropped back).
+  padded = _pad_to(image, max(h, ch), max(w, cw))
+  ph, pw = padded.shape[:2]
+  ch, cw = min(ch, ph), min(cw, pw)
+  ys, xs = tile_starts(ph, ch, sh), tile_starts(pw, cw, sw)
+  logits_sum = None  # [rows, pw, C] for rows base .. base + len.
+  counts = np.zeros((0, pw), np.float32)
+  base = 0
+  for r, y in enumerate(ys):
+    tiles = [padded[y : y + ch, x : x + cw] for x in xs]
+    outs = [
+      predict_fn(np.stack(tiles[i : i + tile_batch])) for i in range(0, len(tiles), tile_batch)
+    ]
+    outs = np.concatenate(outs)
+    if logits_sum is None:
+      logits_sum = np.zeros((0, pw, outs.shape[-1]), np.float32)
+    need = y + ch - base
+    if need > len(logits_sum):  # Grow the band downwards.
+      grow = need - len(logits_sum)
+      logits_sum = np.concatenate([logits_sum, np.zeros((grow, *logits_sum.shape[1:]), np.float32)])
+      counts = np.concatenate([counts, np.zeros((grow, pw), np.float32)])
+    for x, out in zip(xs, outs, strict=True):
+      logits_sum[y - base : y - base + ch, x : x + cw] += out
+      counts[y - base : y - base + ch, x : x + cw] += 1
+    done = ys[r + 1] if r + 1 < len(ys) else ph  # No later tile touches rows above this.
+    done = min(done, h)
+    if done > base:
+      band = logits_sum[: done - base] / counts[: done - base, :, None]
+      yield base, _softmax(band[:, :w])
+      logits_sum, counts = logits_sum[done - base :], counts[done - base :]
+      base = done
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+  z = logits - logits.max(-1, keepdims=True)
+  e = np.exp(z)
+  return e / e.sum(-1, keepdims=True)
+
+
+def slide(predict_fn: PredictFn, image: np.ndarray, **kw) -> np.ndarray:
+  """`slide_bands` assembled into full `[H, W, C]` probabilities."""
+  return np.concatenate([band for _, band in slide_bands(predict_fn, image, **kw)])
+
+
+def slide_labels(predict_fn: PredictFn, image: np.ndarray, **kw) -> np.ndarray:
+  """`[H, W]` uint8 argmax of `slide`, never holding more than a band of probabilities."""
+  labels = np.empty(image.shape[:2], np.uint8)
+  for row, band in slide_bands(predict_fn, image, **kw):
+    labels[row : row + len(band)] = band.argmax(-1)
+  return labels
+
+
+def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
+  if image.shape[:2] == (height, width):
+    return image
+  return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+
+
+def resize_probs(probs: np.ndarray, height: int, width: int) -> np.ndarray:
+  if probs.shape[:2] == (height, width):
+    return probs
+  shape = (height, width, probs.shape[-1])
+  return np.asarray(jax.image.resize(jnp.asarray(probs), shape, "linear"))
+
+
+def predict_probs(
+  predict_fn: PredictFn,
+  image: np.ndarray,
+  *,
+  mode: str = "whole",
+  scales: Sequence[float] = (1.0,),
+  flip: bool = False,
+  size_multiple: int = 32,
+  crop_size: Sequence[int] = (512, 512),
+  stride: Sequence[int] = (341, 341),
+  tile_batch: int = 8,
+) -> np.ndarray:
+  """Probabilities `[H, W, C]` of one image, averaged over scales and flips.
+
+  Args:
+    predict_fn: see `make_predict_fn`.
+    image: uint8 `[H, W, 3]`.
+    mode: "whole" or "slide".
+    scales: resize ratios; each pass's probabilities are resized back to `H, W`.
+    flip: also run every scale mirrored (and mirror the result back).
+    size_multiple: `whole` pads to a multiple of this.
+    crop_size, stride, tile_batch: `slide`'s tiles.
+  """
+  if mode not in ("whole", "slide"):
+    raise ValueError(f"mode must be 'whole' or 'slide', not {mode!r}")
+  h, w = image.shape[:2]
+  total = None
+  for scale in scales:
+    scaled = resize_image(image, max(1, round(h * scale)), max(1, round(w * scale)))
+    for mirrored in (False, True) if flip else (False,):
+      x = scaled[:, ::-1] if mirrored else scaled
+      if mode == "whole":
+        probs = whole(predict_fn, np.ascontiguousarray(x), size_multiple)
+      else:
+        probs = slide(
+          predict_fn, np.ascontiguousarray(x), crop_size=crop_size, stride=stride,
+          tile_batch=tile_batch,
+        )  # fmt: skip
+      probs = resize_probs(probs[:, ::-1] if mirrored else probs, h, w)
+      total = probs if total is None else total + probs
+  return total / (len(scales) * (2 if flip else 1))

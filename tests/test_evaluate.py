@@ -1,0 +1,60 @@
+"""`python -m jaxseg.evaluate` on a trained run, and its scoring against NumPy."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxseg import evaluate, metrics, train
+from tests.helpers import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_score_equals_an_independent_numpy_confusion_matrix():
+  rng = np.random.default_rng(0)
+  examples = []
+  for h, w in [(5, 7), (9, 4), (6, 6)]:
+    label = rng.integers(0, 4, size=(h, w))
+    label[rng.random((h, w)) < 0.3] = 255
+    examples.append({"image": rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "label": label})
+  predictions = {id(e["image"]): rng.integers(0, 4, size=e["label"].shape) for e in examples}
+  got = evaluate.score(lambda image: predictions[id(image)], examples, 4, 255)
+  expected = np.zeros((4, 4), np.int64)
+  for e in examples:
+    p = predictions[id(e["image"])]
+    for t, q in zip(e["label"].ravel(), p.ravel(), strict=True):
+      if t != 255:
+        expected[t, q] += 1
+  np.testing.assert_array_equal(got, expected)
+  tp = np.diag(expected)
+  iou = tp / (expected.sum(0) + expected.sum(1) - tp)
+  assert metrics.compute_metrics(got)["miou"] == pytest.approx(iou.mean())
+
+
+def test_evaluate_cli_scores_the_run_as_training_did(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  result = train.train_and_evaluate(tiny_config(data_dir), workdir)
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  out = subprocess.run(
+    [sys.executable, "-m", "jaxseg.evaluate", f"--workdir={workdir}"],
+    capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
+  )  # fmt: skip
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "mIoU" in out.stdout and "circle" in out.stdout
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    saved = json.load(f)
+  assert saved["evaluation"]["mode"] == "whole" and saved["evaluation"]["step"] == 4
+  assert saved["latest"]["miou"] == pytest.approx(result["miou"], abs=1e-6)  # Kept.
+  # Image by image at full resolution, the same checkpoint scores as the
+  # batched evaluation during training did (the images are all 64x64 here).
+  assert saved["evaluation"]["miou"] == pytest.approx(result["miou"], abs=2e-3)
+  assert Image.open(os.path.join(workdir, "confusion_validation.png")).size[0] > 100
+  config = evaluate.load_run_config(workdir)
+  assert evaluate.resolve_step(config, workdir, "latest") == 4
+  with pytest.raises(ValueError, match=r"--checkpoint=7: saved steps are \[2, 4\]"):
+    evaluate.resolve_step(config, workdir, "7")
