@@ -9,16 +9,14 @@ writes it under `evaluation` in the run's `metrics.json`, and draws the
 confusion matrix to `confusion_<split>.png` in the workdir.
 """
 
-import json
 import os
 import time
 
-import ml_collections
 import numpy as np
 from absl import app, flags, logging
 from tqdm.auto import tqdm
 
-from jaxseg import checkpoint, inference, metrics, train
+from jaxseg import inference, metrics, runs
 from jaxseg.data import pipeline
 
 FLAGS = flags.FLAGS
@@ -33,37 +31,6 @@ flags.DEFINE_bool("flip", False, "Also average horizontally flipped passes.")
 flags.DEFINE_integer("size_multiple", 32, "Whole mode pads images up to a multiple of this.")
 flags.DEFINE_integer("limit", 0, "Score only the first N images (0: all).")
 flags.mark_flags_as_required(["workdir"])
-
-
-def load_run_config(workdir: str) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} is missing: --workdir must be a jaxseg training run")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
-
-
-def resolve_step(config: ml_collections.ConfigDict, workdir: str, which: str) -> int:
-  """'best' / 'latest' / a number -> a saved step; raises naming what exists."""
-  ckpt = checkpoint.Checkpointer(
-    os.path.join(os.path.abspath(workdir), "checkpoints"),
-    keep=config.keep_checkpoints,
-    save_every_steps=config.checkpoint_every_steps,
-  )
-  try:
-    steps = ckpt.all_steps()
-    if not steps:
-      raise FileNotFoundError(f"No checkpoint in {ckpt.directory}")
-    if which == "latest":
-      return max(steps)
-    if which == "best":
-      best = ckpt.best_step()
-      return best if best is not None else max(steps)
-    if not which.isdigit() or int(which) not in steps:
-      raise ValueError(f"--checkpoint={which}: saved steps are {sorted(steps)}")
-    return int(which)
-  finally:
-    ckpt.close()
 
 
 def score(predict, decoded, num_classes: int, ignore_label: int, limit: int = 0) -> np.ndarray:
@@ -85,12 +52,7 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   workdir = FLAGS.workdir
-  config = load_run_config(workdir)
-  step = resolve_step(config, workdir, FLAGS.checkpoint)
-  model, state = train.load_train_state(config, workdir, step)
-  predict_fn = inference.make_predict_fn(
-    model, {"params": state.params, "batch_stats": state.batch_stats}
-  )
+  config, step, predict_fn = runs.load_predictor(workdir, FLAGS.checkpoint)
   spec, builder = pipeline.prepare(config)
   split = FLAGS.split or config.data.eval_split or spec.eval_split
   decoded, _ = pipeline.decoded_split(config, spec, builder, split)

@@ -1,0 +1,118 @@
+"""Label maps for your images: `python -m jaxseg.predict --workdir=DIR --input=PATH --output=DIR`.
+
+For every PNG/JPEG in `--input` (a file or a folder), of any size, writes
+`<name>.png`, the label map as a palette PNG (pixel values are class indices,
+shown in the dataset's colours), and `<name>_overlay.jpg`, the colours blended
+over the image. `--mode=slide` tiles large images (memory bounded by a band of
+tiles, not the image); `--scales` and `--flip` average test-time passes. An
+unreadable file is reported and skipped; the summary counts successes and
+failures, and the exit status is 1 if any file failed.
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+from absl import app, flags, logging
+from PIL import Image
+
+from jaxseg import inference, runs
+from jaxseg.data import get_dataset_spec, labels
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Training run to predict with.")
+flags.DEFINE_string("input", None, "An image file or a folder of them.")
+flags.DEFINE_string("output", None, "Folder for the label maps and overlays.")
+flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
+flags.DEFINE_enum("mode", "whole", ["whole", "slide"], "Whole images or a sliding window.")
+flags.DEFINE_list("crop_size", ["512", "512"], "Slide tile 'H,W'.")
+flags.DEFINE_list("stride", None, "Slide stride 'H,W'; default two thirds of the tile.")
+flags.DEFINE_list("scales", ["1.0"], "Test-time resize ratios, averaged.")
+flags.DEFINE_bool("flip", False, "Also average horizontally flipped passes.")
+flags.DEFINE_integer("tile_batch", 8, "Slide tiles per device call.")
+flags.DEFINE_float("alpha", 0.5, "Opacity of the colours in the overlay.")
+flags.mark_flags_as_required(["workdir", "input", "output"])
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+
+
+def list_inputs(path: str) -> list[str]:
+  if os.path.isdir(path):
+    names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
+    return [os.path.join(path, n) for n in names]
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"--input={path} does not exist")
+  return [path]
+
+
+def save_label_png(label: np.ndarray, palette: np.ndarray, path: str) -> None:
+  """`[H, W]` class indices as a palette-indexed PNG (values stay the indices)."""
+  image = Image.fromarray(label.astype(np.uint8), mode="P")
+  flat = np.zeros((256, 3), np.uint8)
+  flat[: len(palette)] = palette
+  flat[labels.IGNORE_LABEL] = labels.IGNORE_COLOUR
+  image.putpalette(flat.ravel().tolist())
+  image.save(path)
+
+
+def overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
+  colours = labels.colorize(label, palette).astype(np.float32)
+  return (image * (1 - alpha) + colours * alpha).round().astype(np.uint8)
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  config, _, predict_fn = runs.load_predictor(FLAGS.workdir, FLAGS.checkpoint)
+  spec = get_dataset_spec(config.data)
+  crop = tuple(int(v) for v in FLAGS.crop_size)
+  stride = (
+    tuple(int(v) for v in FLAGS.stride) if FLAGS.stride else tuple(max(1, 2 * c // 3) for c in crop)
+  )
+  scales = tuple(float(s) for s in FLAGS.scales)
+  os.makedirs(FLAGS.output, exist_ok=True)
+
+  def predict(image: np.ndarray) -> np.ndarray:
+    if FLAGS.mode == "slide" and scales == (1.0,) and not FLAGS.flip:
+      return inference.slide_labels(
+        predict_fn, image, crop_size=crop, stride=stride, tile_batch=FLAGS.tile_batch
+      )
+    probs = inference.predict_probs(
+      predict_fn, image, mode=FLAGS.mode, scales=scales, flip=FLAGS.flip, crop_size=crop,
+      stride=stride, tile_batch=FLAGS.tile_batch,
+    )  # fmt: skip
+    return probs.argmax(-1).astype(np.uint8)
+
+  inputs = list_inputs(FLAGS.input)
+  failed = []
+  for path in inputs:
+    t0 = time.perf_counter()
+    stem = os.path.splitext(os.path.basename(path))[0]
+    try:
+      with Image.open(path) as im:
+        image = np.asarray(im.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+      failed.append(path)
+      print(f"FAILED {path}: unreadable image ({e})", file=sys.stderr)
+      continue
+    label = predict(image)
+    save_label_png(label, spec.palette, os.path.join(FLAGS.output, f"{stem}.png"))
+    Image.fromarray(overlay(image, label, spec.palette, FLAGS.alpha)).save(
+      os.path.join(FLAGS.output, f"{stem}_overlay.jpg"), quality=90
+    )
+    counts = np.bincount(label.ravel(), minlength=spec.num_classes)
+    top = ", ".join(
+      f"{spec.class_names[c]} {100 * counts[c] / label.size:.0f}%"
+      for c in counts.argsort()[::-1][:3]
+      if counts[c]
+    )
+    print(f"{path}: {image.shape[1]}x{image.shape[0]} in {time.perf_counter() - t0:.1f}s ({top})")
+  done = len(inputs) - len(failed)
+  print(f"{done} of {len(inputs)} images predicted into {FLAGS.output}; {len(failed)} failed")
+  if failed:
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)
