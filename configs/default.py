@@ -74,6 +74,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.log_every_steps = 100
   config.eval_every_steps = 2000
+  # Validation examples drawn as image | truth | prediction at each evaluation
+  # (predictions.png in the workdir, and TensorBoard); 0: none.
+  config.num_pictures = 4
   config.checkpoint_every_steps = 1000
   config.keep_checkpoints = 2  # Latest N; the best by mIoU is kept as well.
   return config

@@ -146,6 +146,11 @@ class MetricWriter:
     self._jsonl.write("\n")
     self._jsonl.flush()
 
+  def image(self, step: int, name: str, image: np.ndarray) -> None:
+    """An `[H, W, 3]` uint8 picture to TensorBoard."""
+    if self._writer is not None:
+      self._writer.add_image(name, image, step, dataformats="HWC")
+
   def close(self) -> None:
     if self._writer is not None:
       self._writer.close()

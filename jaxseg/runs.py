@@ -1,11 +1,13 @@
-"""A finished training run as a predictor: its config, a chosen checkpoint, the model."""
+"""A training run after the fact: its config, its checkpoints, its model restored."""
 
 import json
 import os
 
 import ml_collections
+from flax import linen as nn
 
-from jaxseg import checkpoint, inference, train
+from jaxseg import checkpoint, inference, sharding, train
+from jaxseg.data import get_dataset_spec
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
@@ -18,11 +20,7 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
 
 def resolve_step(config: ml_collections.ConfigDict, workdir: str, which: str) -> int:
   """'best' / 'latest' / a number -> a saved step; raises naming what exists."""
-  ckpt = checkpoint.Checkpointer(
-    os.path.join(os.path.abspath(workdir), "checkpoints"),
-    keep=config.keep_checkpoints,
-    save_every_steps=config.checkpoint_every_steps,
-  )
+  ckpt = train.checkpointer(config, workdir)
   try:
     steps = ckpt.all_steps()
     if not steps:
@@ -39,10 +37,28 @@ def resolve_step(config: ml_collections.ConfigDict, workdir: str, which: str) ->
     ckpt.close()
 
 
+def load_train_state(
+  config: ml_collections.ConfigDict, workdir: str, step: int | None = None
+) -> tuple[nn.Module, train.TrainState]:
+  """The model and the state saved at `step` (default: latest) in `workdir`."""
+  mesh = sharding.make_mesh(config)
+  spec = get_dataset_spec(config.data)
+  model, _, _, abstract_state, state_sharding = train.build(config, spec.num_classes, mesh)
+  ckpt = train.checkpointer(config, workdir)
+  try:
+    step = ckpt.latest_step() if step is None else step
+    if step is None:
+      raise FileNotFoundError(f"No checkpoint in {ckpt.directory}")
+    target = checkpoint.abstract_with_shardings(abstract_state, state_sharding)
+    return model, ckpt.restore(step, target)
+  finally:
+    ckpt.close()
+
+
 def load_predictor(workdir: str, which: str = "best"):
   """`(config, step, predict_fn)` for the run in `workdir` at checkpoint `which`."""
   config = load_run_config(workdir)
   step = resolve_step(config, workdir, which)
-  model, state = train.load_train_state(config, workdir, step)
+  model, state = load_train_state(config, workdir, step)
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   return config, step, inference.make_predict_fn(model, variables)

@@ -15,10 +15,11 @@ import numpy as np
 import optax
 from absl import logging
 from flax import linen as nn
+from PIL import Image
 from tqdm.auto import tqdm
 
-from jaxseg import checkpoint, losses, metrics, sharding
-from jaxseg.data import augment, get_dataset_spec, pipeline
+from jaxseg import checkpoint, losses, metrics, sharding, visualize
+from jaxseg.data import augment, pipeline
 from jaxseg.models import create_model
 
 
@@ -213,30 +214,12 @@ def build(config: ml_collections.ConfigDict, num_classes: int, mesh):
   return model, tx, init_state, abstract_state, state_sharding
 
 
-def _checkpointer(config: ml_collections.ConfigDict, workdir: str) -> checkpoint.Checkpointer:
+def checkpointer(config: ml_collections.ConfigDict, workdir: str) -> checkpoint.Checkpointer:
   return checkpoint.Checkpointer(
     os.path.join(os.path.abspath(workdir), "checkpoints"),
     keep=config.keep_checkpoints,
     save_every_steps=config.checkpoint_every_steps,
   )
-
-
-def load_train_state(
-  config: ml_collections.ConfigDict, workdir: str, step: int | None = None
-) -> tuple[nn.Module, TrainState]:
-  """The model and the state saved at `step` (default: latest) in `workdir`."""
-  mesh = sharding.make_mesh(config)
-  spec = get_dataset_spec(config.data)
-  model, _, _, abstract_state, state_sharding = build(config, spec.num_classes, mesh)
-  ckpt = _checkpointer(config, workdir)
-  try:
-    step = ckpt.latest_step() if step is None else step
-    if step is None:
-      raise FileNotFoundError(f"No checkpoint in {ckpt.directory}")
-    target = checkpoint.abstract_with_shardings(abstract_state, state_sharding)
-    return model, ckpt.restore(step, target)
-  finally:
-    ckpt.close()
 
 
 def train_and_evaluate(
@@ -275,7 +258,7 @@ def train_and_evaluate(
   train_iter = pipeline.train_iterator(config, spec, builder, mesh)
 
   # State: restored from the latest checkpoint, or freshly initialised.
-  ckpt = _checkpointer(config, workdir)
+  ckpt = checkpointer(config, workdir)
   start_step = ckpt.latest_step()
   if start_step is None:
     state = init_state()
@@ -319,6 +302,19 @@ def train_and_evaluate(
     donate_argnums=2,
   )
 
+  # The same few validation examples, drawn with their predictions at every evaluation.
+  pictures = pipeline.eval_examples(config, spec, builder, config.num_pictures)
+  p_predict = jax.jit(
+    lambda state, images: jnp.argmax(
+      model.apply(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        augment.normalize(images),
+        train=False,
+      )["logits"],
+      axis=-1,
+    )
+  )
+
   writer = metrics.MetricWriter(workdir, enabled=is_main)
   metrics_path = os.path.join(workdir, "metrics.json")
   last_step = config.num_train_steps if stop_at_step is None else stop_at_step
@@ -328,6 +324,14 @@ def train_and_evaluate(
     t0 = time.perf_counter()
     result = evaluate(state, p_eval_step, config, spec, builder, mesh)
     record = metrics.to_json(result, spec.class_names, step)
+    if config.num_pictures:
+      predicted = np.asarray(p_predict(state, pictures["image"]))
+      grid = visualize.prediction_grid(
+        pictures["image"], pictures["label"], predicted, spec.palette, pictures["size"]
+      )
+      if is_main:
+        Image.fromarray(grid).save(os.path.join(workdir, "predictions.png"))
+        writer.image(step, "predictions", grid)
     if is_main:
       tqdm.write(
         f"\nEvaluation at step {step} on {config.data.name}/"

@@ -9,8 +9,9 @@ import sys
 import jax
 import numpy as np
 import pytest
+from PIL import Image
 
-from jaxseg import metrics, train
+from jaxseg import metrics, runs, train
 from tests.helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,6 +32,9 @@ def test_end_to_end_run_writes_what_the_readme_promises(data_dir, tmp_path):
   )
   assert set(saved["latest"]["iou"]) == {"background", "circle", "square", "triangle", "star"}
   assert os.path.exists(os.path.join(workdir, "config.json"))
+  # Four validation examples as image | truth | prediction rows of 64x64 panels.
+  with Image.open(os.path.join(workdir, "predictions.png")) as picture:
+    assert picture.size == (2 + 3 * 66, 2 + 4 * 66)
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
   assert sorted(_losses(workdir)) == [1, 2, 3, 4]
   steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
@@ -52,8 +56,8 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
 
   assert _losses(straight) == _losses(resumed)
   assert sorted(_losses(resumed)) == [1, 2, 3, 4, 5, 6]
-  _, a = train.load_train_state(config, straight)
-  _, b = train.load_train_state(config, resumed)
+  _, a = runs.load_train_state(config, straight)
+  _, b = runs.load_train_state(config, resumed)
   assert int(a.step) == int(b.step) == 6
   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))

@@ -240,3 +240,14 @@ def eval_batches(
   ds = grain.MapDataset.range(total).map(example_or_padding)
   ds = _this_process(ds, config.eval_batch_size, mesh, "config.eval_batch_size")
   return ds.to_iter_dataset(_read_options(config))
+
+
+def eval_examples(
+  config: ml_collections.ConfigDict, spec: DatasetSpec, builder, count: int
+) -> dict[str, np.ndarray]:
+  """The first `count` examples of the eval split, padded as evaluation pads
+  them and stacked: `image`, `label`, `size`. The same on every process."""
+  ds, check = decoded_split(config, spec, builder, config.data.eval_split or spec.eval_split)
+  ds = _padded(ds, check, config, spec, train=False)
+  examples = [ds[i] for i in range(min(count, len(ds)))]
+  return {k: np.stack([e[k] for e in examples]) for k in ("image", "label", "size")}

@@ -1,0 +1,85 @@
+"""Exports a trained run for serving: `python -m jaxseg.export --workdir=DIR --output=DIR`.
+
+Writes, into `--output`:
+  model.jax       the network with its preprocessing, serialized with
+                  `jax.export` (StableHLO): uint8 RGB `[batch, H, W, 3]` in,
+                  float32 logits `[batch, H, W, C]` out, any batch size;
+  metadata.json   class names, palette, tile size, normalisation, checkpoint;
+  serving.py      a loader and command line that run it with only jax, numpy
+                  and Pillow (`python serving.py --input=x.jpg --output=y.png`).
+"""
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+from absl import app, flags, logging
+
+from jaxseg import runs
+from jaxseg.data import augment, get_dataset_spec, labels
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Training run to export.")
+flags.DEFINE_string("output", None, "Directory for the export.")
+flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
+flags.DEFINE_list("size", ["512", "512"], "Input tile 'H,W' of the exported function.")
+flags.DEFINE_list("platforms", None, "Platforms to lower for (cpu, cuda, tpu); default this one.")
+flags.mark_flags_as_required(["workdir", "output"])
+
+
+def export_run(workdir: str, output: str, *, which="best", size=(512, 512), platforms=None) -> str:
+  """Exports the run in `workdir` to `output`; returns the model file's path."""
+  config = runs.load_run_config(workdir)
+  step = runs.resolve_step(config, workdir, which)
+  model, state = runs.load_train_state(config, workdir, step)
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  variables = jax.device_get(variables)  # Baked in as constants.
+
+  def serve(images):
+    out = model.apply(variables, augment.normalize(images), train=False)["logits"]
+    return out.astype(jnp.float32)
+
+  (batch,) = jax.export.symbolic_shape("batch")
+  spec_in = jax.ShapeDtypeStruct((batch, *size, 3), jnp.uint8)
+  exported = jax.export.export(jax.jit(serve), platforms=platforms)(spec_in)
+  os.makedirs(output, exist_ok=True)
+  path = os.path.join(output, "model.jax")
+  with open(path, "wb") as f:
+    f.write(exported.serialize())
+  spec = get_dataset_spec(config.data)
+  metadata = {
+    "model": config.model.name,
+    "dataset": config.data.name,
+    "checkpoint_step": int(step),
+    "input_size": list(size),
+    "input": "uint8 RGB [batch, H, W, 3]; normalisation is inside the model",
+    "output": "float32 logits [batch, H, W, num_classes]",
+    "mean_rgb": list(augment.MEAN_RGB),
+    "stddev_rgb": list(augment.STDDEV_RGB),
+    "pad_colour": [round(v) for v in augment.MEAN_RGB],
+    "class_names": list(spec.class_names),
+    "palette": spec.palette.tolist(),
+    "ignore_label": labels.IGNORE_LABEL,
+    "platforms": list(exported.platforms),
+  }
+  with open(os.path.join(output, "metadata.json"), "w") as f:
+    json.dump(metadata, f, indent=2)
+  shutil.copy(os.path.join(os.path.dirname(__file__), "serving.py"), output)
+  return path
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  size = tuple(int(v) for v in FLAGS.size)
+  path = export_run(
+    FLAGS.workdir, FLAGS.output, which=FLAGS.checkpoint, size=size, platforms=FLAGS.platforms
+  )
+  print(f"Exported {path} ({os.path.getsize(path) / 1e6:.1f} MB) with metadata.json and serving.py")
+  print(f"Run it: python {os.path.join(FLAGS.output, 'serving.py')} --input=IMAGE --output=OUT.png")
+
+
+if __name__ == "__main__":
+  app.run(main)

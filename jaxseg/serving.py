@@ -1,0 +1,94 @@
+"""Runs a model exported by `python -m jaxseg.export`; needs only jax, numpy and Pillow.
+
+    python serving.py --model_dir=DIR --input=image.jpg --output=labels.png
+
+or, from Python, `ExportedSegmenter(DIR).predict(image)` -> `[H, W]` class
+indices. The export holds the network with its preprocessing (uint8 RGB in,
+logits out) for a fixed tile size and any batch size; images that fit the tile
+are padded into it, larger ones are covered by overlapping tiles whose logits
+are averaged. This file is copied next to every export and imports nothing
+from jaxseg, so a serving machine needs neither the training code nor Flax.
+"""
+
+import argparse
+import json
+import os
+
+import numpy as np
+from jax import export
+from PIL import Image
+
+
+class ExportedSegmenter:
+  """An exported jaxseg model and its label metadata."""
+
+  def __init__(self, model_dir: str):
+    with open(os.path.join(model_dir, "metadata.json")) as f:
+      self.metadata = json.load(f)
+    with open(os.path.join(model_dir, "model.jax"), "rb") as f:
+      self.exported = export.deserialize(bytearray(f.read()))
+    self.tile = tuple(self.metadata["input_size"])
+    self.class_names = tuple(self.metadata["class_names"])
+    self.palette = np.asarray(self.metadata["palette"], np.uint8)
+    self.pad_colour = np.asarray(self.metadata["pad_colour"], np.uint8)
+
+  def logits(self, images: np.ndarray) -> np.ndarray:
+    """uint8 `[N, tile_h, tile_w, 3]` -> float32 `[N, tile_h, tile_w, C]`."""
+    return np.asarray(self.exported.call(np.asarray(images, np.uint8)))
+
+  def predict(self, image: np.ndarray, batch: int = 8) -> np.ndarray:
+    """uint8 `[H, W, 3]` -> `[H, W]` uint8 class indices."""
+    h, w = image.shape[:2]
+    th, tw = self.tile
+    ph, pw = max(h, th), max(w, tw)
+    padded = np.empty((ph, pw, 3), np.uint8)
+    padded[...] = self.pad_colour
+    padded[:h, :w] = image
+    # Tiles every two thirds of a tile, the last flush with the edge.
+    ys, xs = _starts(ph, th), _starts(pw, tw)
+    corners = [(y, x) for y in ys for x in xs]
+    total = None
+    count = np.zeros((ph, pw, 1), np.float32)
+    for i in range(0, len(corners), batch):
+      chunk = corners[i : i + batch]
+      out = self.logits(np.stack([padded[y : y + th, x : x + tw] for y, x in chunk]))
+      if total is None:
+        total = np.zeros((ph, pw, out.shape[-1]), np.float32)
+      for (y, x), tile_logits in zip(chunk, out, strict=True):
+        total[y : y + th, x : x + tw] += tile_logits
+        count[y : y + th, x : x + tw] += 1
+    return (total / count)[:h, :w].argmax(-1).astype(np.uint8)
+
+
+def _starts(size: int, tile: int) -> list[int]:
+  stride = max(1, 2 * tile // 3)
+  if size <= tile:
+    return [0]
+  n = -(-(size - tile) // stride) + 1
+  return [min(i * stride, size - tile) for i in range(n)]
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--model_dir", default=os.path.dirname(os.path.abspath(__file__)))
+  parser.add_argument("--input", required=True)
+  parser.add_argument("--output", required=True)
+  args = parser.parse_args()
+  model = ExportedSegmenter(args.model_dir)
+  with Image.open(args.input) as im:
+    image = np.asarray(im.convert("RGB"))
+  labels = model.predict(image)
+  out = Image.fromarray(labels, mode="P")
+  palette = np.zeros((256, 3), np.uint8)
+  palette[: len(model.palette)] = model.palette
+  out.putpalette(palette.ravel().tolist())
+  out.save(args.output)
+  counts = np.bincount(labels.ravel(), minlength=len(model.class_names))
+  shares = ", ".join(
+    f"{n} {100 * c / labels.size:.0f}%" for n, c in zip(model.class_names, counts, strict=True) if c
+  )
+  print(f"{args.input} -> {args.output} ({shares})")
+
+
+if __name__ == "__main__":
+  main()
