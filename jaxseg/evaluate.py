@@ -29,22 +29,35 @@ flags.DEFINE_list("stride", None, "Slide stride 'H,W'; default two thirds of the
 flags.DEFINE_list("scales", ["1.0"], "Test-time resize ratios, averaged.")
 flags.DEFINE_bool("flip", False, "Also average horizontally flipped passes.")
 flags.DEFINE_integer("size_multiple", 32, "Whole mode pads images up to a multiple of this.")
+flags.DEFINE_integer("batch_size", 8, "Images per device call in plain whole mode.")
 flags.DEFINE_integer("limit", 0, "Score only the first N images (0: all).")
 flags.mark_flags_as_required(["workdir"])
 
 
-def score(predict, decoded, num_classes: int, ignore_label: int, limit: int = 0) -> np.ndarray:
-  """`[C, C]` int64 confusion matrix of `predict(image) -> [H, W] labels` over
-  `decoded`'s examples at their own resolution."""
+def score(
+  predict_many,
+  decoded,
+  num_classes: int,
+  ignore_label: int,
+  *,
+  batch_size: int = 1,
+  limit: int = 0,
+) -> np.ndarray:
+  """`[C, C]` int64 confusion matrix over `decoded`'s examples at their own
+  resolution; `predict_many(images) -> [H, W] label maps` takes `batch_size`
+  images at a time."""
   confusion = np.zeros(num_classes * num_classes, np.int64)
   n = min(len(decoded), limit) if limit else len(decoded)
-  for i in tqdm(range(n), desc="evaluate", unit="image"):
-    example = decoded[i]
-    label = example["label"]
-    valid = label != ignore_label
-    prediction = predict(example["image"])
-    index = label[valid].astype(np.int64) * num_classes + prediction[valid]
-    confusion += np.bincount(index, minlength=num_classes * num_classes)
+  with tqdm(total=n, desc="evaluate", unit="image") as progress:
+    for start in range(0, n, batch_size):
+      examples = [decoded[i] for i in range(start, min(start + batch_size, n))]
+      predictions = predict_many([e["image"] for e in examples])
+      for example, prediction in zip(examples, predictions, strict=True):
+        label = example["label"]
+        valid = label != ignore_label
+        index = label[valid].astype(np.int64) * num_classes + prediction[valid]
+        confusion += np.bincount(index, minlength=num_classes * num_classes)
+      progress.update(len(examples))
   return confusion.reshape(num_classes, num_classes)
 
 
@@ -70,11 +83,23 @@ def main(argv):
     stride=stride,
   )
 
-  def predict(image):
-    return inference.predict_probs(predict_fn, image, **options).argmax(-1)
+  plain = FLAGS.mode == "whole" and options["scales"] == (1.0,) and not FLAGS.flip
+
+  def predict_many(images):
+    if plain:  # Batched, images padded to a shared bucketed shape.
+      probs = inference.whole_batch(predict_fn, images, FLAGS.size_multiple)
+      return [p.argmax(-1) for p in probs]
+    return [inference.predict_probs(predict_fn, im, **options).argmax(-1) for im in images]
 
   t0 = time.perf_counter()
-  confusion = score(predict, decoded, spec.num_classes, spec.ignore_label, FLAGS.limit)
+  confusion = score(
+    predict_many,
+    decoded,
+    spec.num_classes,
+    spec.ignore_label,
+    batch_size=FLAGS.batch_size if plain else 1,
+    limit=FLAGS.limit,
+  )
   result = metrics.compute_metrics(confusion)
   print(
     f"\n{config.data.name}/{split} at step {step}, mode {FLAGS.mode}, scales "

@@ -57,6 +57,20 @@ def whole(predict_fn: PredictFn, image: np.ndarray, size_multiple: int = 32) -> 
   return _softmax(predict_fn(padded[None])[0, :h, :w])
 
 
+def whole_batch(
+  predict_fn: PredictFn, images: Sequence[np.ndarray], size_multiple: int = 32
+) -> list[np.ndarray]:
+  """`whole` for several images at once: all padded to one shape (the largest,
+  rounded up to a multiple of `size_multiple`), run as one batch, each cropped back."""
+  m = max(1, size_multiple)
+  height = -(-max(im.shape[0] for im in images) // m) * m
+  width = -(-max(im.shape[1] for im in images) // m) * m
+  logits = predict_fn(np.stack([_pad_to(im, height, width) for im in images]))
+  return [
+    _softmax(out[: im.shape[0], : im.shape[1]]) for out, im in zip(logits, images, strict=True)
+  ]
+
+
 def tile_starts(size: int, crop: int, stride: int) -> list[int]:
   """Offsets of the tiles along one axis: every `stride`, the last one flush
   with the end (mmsegmentation's grid); `[0]` when the crop covers it all."""

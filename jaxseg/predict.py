@@ -57,8 +57,14 @@ def save_label_png(label: np.ndarray, palette: np.ndarray, path: str) -> None:
 
 
 def overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:
-  colours = labels.colorize(label, palette).astype(np.float32)
-  return (image * (1 - alpha) + colours * alpha).round().astype(np.uint8)
+  """Class colours blended over the image, a band of rows at a time (large
+  images would otherwise need several float copies of themselves)."""
+  out = np.empty_like(image)
+  for row in range(0, len(image), 512):
+    rows = slice(row, row + 512)
+    colours = labels.colorize(label[rows], palette).astype(np.float32)
+    out[rows] = (image[rows] * (1 - alpha) + colours * alpha).round().astype(np.uint8)
+  return out
 
 
 def main(argv):

@@ -24,7 +24,11 @@ def test_score_equals_an_independent_numpy_confusion_matrix():
     label[rng.random((h, w)) < 0.3] = 255
     examples.append({"image": rng.integers(0, 256, (h, w, 3), dtype=np.uint8), "label": label})
   predictions = {id(e["image"]): rng.integers(0, 4, size=e["label"].shape) for e in examples}
-  got = evaluate.score(lambda image: predictions[id(image)], examples, 4, 255)
+
+  def predict_many(images):
+    return [predictions[id(image)] for image in images]
+
+  got = evaluate.score(predict_many, examples, 4, 255, batch_size=2)
   expected = np.zeros((4, 4), np.int64)
   for e in examples:
     p = predictions[id(e["image"])]

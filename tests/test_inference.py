@@ -91,3 +91,16 @@ def test_multi_scale_returns_probabilities_at_the_original_size(tiny_predict_fn)
   )  # fmt: skip
   assert probs.shape == (30, 41, 4)
   np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+
+
+def test_whole_batch_of_different_sizes_matches_whole_in_the_shared_shape(tiny_predict_fn):
+  images = [_image(30, 41, seed=5), _image(64, 20, seed=6)]
+  batch = inference.whole_batch(tiny_predict_fn, images, size_multiple=32)
+  for image, probs in zip(images, batch, strict=True):
+    assert probs.shape == (*image.shape[:2], 4)
+    # Alone, padded to the batch's 64x64 shape, each image gives the same result.
+    padded = inference._pad_to(image, 64, 64)
+    alone = inference.whole(tiny_predict_fn, padded, size_multiple=1)[
+      : image.shape[0], : image.shape[1]
+    ]
+    np.testing.assert_allclose(probs, alone, rtol=1e-5, atol=1e-6)
