@@ -16,11 +16,6 @@ from absl import app, flags, logging
 from jaxseg import config_files, train
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("configs", None, "Config files, each optionally `path:arg`.")
-flags.DEFINE_string("workdir", "runs/compare", "Parent directory of the runs.")
-flags.DEFINE_integer("steps", None, "Training steps for every config.")
-flags.DEFINE_integer("batch_size", None, "Global batch size for every config.")
-flags.mark_flags_as_required(["configs"])
 
 
 def format_comparison(names: list[str], results: list[dict]) -> str:
@@ -39,6 +34,16 @@ def format_comparison(names: list[str], results: list[dict]) -> str:
   lines.append("-" * len(header))
   lines += [row(k, [r[k.lower()] for r in results]) for k in ("mIoU", "mAcc", "aAcc")]
   return "\n".join(lines)
+
+
+def define_flags() -> None:
+  """The command line's flags; defined on use so that importing this module
+  (from tests, notebooks or another tool) does not claim flag names."""
+  flags.DEFINE_list("configs", None, "Config files, each optionally `path:arg`.")
+  flags.DEFINE_string("workdir", "runs/compare", "Parent directory of the runs.")
+  flags.DEFINE_integer("steps", None, "Training steps for every config.")
+  flags.DEFINE_integer("batch_size", None, "Global batch size for every config.")
+  flags.mark_flags_as_required(["configs"])
 
 
 def main(argv):
@@ -67,4 +72,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -20,18 +20,6 @@ from jaxseg import inference, metrics, runs
 from jaxseg.data import pipeline
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Run directory (holds config.json and checkpoints/).")
-flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
-flags.DEFINE_string("split", None, "Split to score; default the run's validation split.")
-flags.DEFINE_enum("mode", "whole", ["whole", "slide"], "Whole images or a sliding window.")
-flags.DEFINE_list("crop_size", None, "Slide tile 'H,W'; default the run's crop size.")
-flags.DEFINE_list("stride", None, "Slide stride 'H,W'; default two thirds of the tile.")
-flags.DEFINE_list("scales", ["1.0"], "Test-time resize ratios, averaged.")
-flags.DEFINE_bool("flip", False, "Also average horizontally flipped passes.")
-flags.DEFINE_integer("size_multiple", 32, "Whole mode pads images up to a multiple of this.")
-flags.DEFINE_integer("batch_size", 8, "Images per device call in plain whole mode.")
-flags.DEFINE_integer("limit", 0, "Score only the first N images (0: all).")
-flags.mark_flags_as_required(["workdir"])
 
 
 def score(
@@ -59,6 +47,23 @@ def score(
         confusion += np.bincount(index, minlength=num_classes * num_classes)
       progress.update(len(examples))
   return confusion.reshape(num_classes, num_classes)
+
+
+def define_flags() -> None:
+  """The command line's flags; defined on use so that importing this module
+  (from tests, notebooks or another tool) does not claim flag names."""
+  flags.DEFINE_string("workdir", None, "Run directory (holds config.json and checkpoints/).")
+  flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
+  flags.DEFINE_string("split", None, "Split to score; default the run's validation split.")
+  flags.DEFINE_enum("mode", "whole", ["whole", "slide"], "Whole images or a sliding window.")
+  flags.DEFINE_list("crop_size", None, "Slide tile 'H,W'; default the run's crop size.")
+  flags.DEFINE_list("stride", None, "Slide stride 'H,W'; default two thirds of the tile.")
+  flags.DEFINE_list("scales", ["1.0"], "Test-time resize ratios, averaged.")
+  flags.DEFINE_bool("flip", False, "Also average horizontally flipped passes.")
+  flags.DEFINE_integer("size_multiple", 32, "Whole mode pads images up to a multiple of this.")
+  flags.DEFINE_integer("batch_size", 8, "Images per device call in plain whole mode.")
+  flags.DEFINE_integer("limit", 0, "Score only the first N images (0: all).")
+  flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
@@ -115,4 +120,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -21,12 +21,6 @@ from jaxseg import runs
 from jaxseg.data import augment, get_dataset_spec, labels
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Training run to export.")
-flags.DEFINE_string("output", None, "Directory for the export.")
-flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
-flags.DEFINE_list("size", ["512", "512"], "Input tile 'H,W' of the exported function.")
-flags.DEFINE_list("platforms", None, "Platforms to lower for (cpu, cuda, tpu); default this one.")
-flags.mark_flags_as_required(["workdir", "output"])
 
 
 def export_run(workdir: str, output: str, *, which="best", size=(512, 512), platforms=None) -> str:
@@ -70,6 +64,17 @@ def export_run(workdir: str, output: str, *, which="best", size=(512, 512), plat
   return path
 
 
+def define_flags() -> None:
+  """The command line's flags; defined on use so that importing this module
+  (from tests, notebooks or another tool) does not claim flag names."""
+  flags.DEFINE_string("workdir", None, "Training run to export.")
+  flags.DEFINE_string("output", None, "Directory for the export.")
+  flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
+  flags.DEFINE_list("size", ["512", "512"], "Input tile 'H,W' of the exported function.")
+  flags.DEFINE_list("platforms", None, "Platforms to lower for (cpu, cuda, tpu); default this one.")
+  flags.mark_flags_as_required(["workdir", "output"])
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -82,4 +87,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

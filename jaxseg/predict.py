@@ -21,18 +21,6 @@ from jaxseg import inference, runs
 from jaxseg.data import get_dataset_spec, labels
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "Training run to predict with.")
-flags.DEFINE_string("input", None, "An image file or a folder of them.")
-flags.DEFINE_string("output", None, "Folder for the label maps and overlays.")
-flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
-flags.DEFINE_enum("mode", "whole", ["whole", "slide"], "Whole images or a sliding window.")
-flags.DEFINE_list("crop_size", ["512", "512"], "Slide tile 'H,W'.")
-flags.DEFINE_list("stride", None, "Slide stride 'H,W'; default two thirds of the tile.")
-flags.DEFINE_list("scales", ["1.0"], "Test-time resize ratios, averaged.")
-flags.DEFINE_bool("flip", False, "Also average horizontally flipped passes.")
-flags.DEFINE_integer("tile_batch", 8, "Slide tiles per device call.")
-flags.DEFINE_float("alpha", 0.5, "Opacity of the colours in the overlay.")
-flags.mark_flags_as_required(["workdir", "input", "output"])
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 
@@ -65,6 +53,23 @@ def overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: fl
     colours = labels.colorize(label[rows], palette).astype(np.float32)
     out[rows] = (image[rows] * (1 - alpha) + colours * alpha).round().astype(np.uint8)
   return out
+
+
+def define_flags() -> None:
+  """The command line's flags; defined on use so that importing this module
+  (from tests, notebooks or another tool) does not claim flag names."""
+  flags.DEFINE_string("workdir", None, "Training run to predict with.")
+  flags.DEFINE_string("input", None, "An image file or a folder of them.")
+  flags.DEFINE_string("output", None, "Folder for the label maps and overlays.")
+  flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
+  flags.DEFINE_enum("mode", "whole", ["whole", "slide"], "Whole images or a sliding window.")
+  flags.DEFINE_list("crop_size", ["512", "512"], "Slide tile 'H,W'.")
+  flags.DEFINE_list("stride", None, "Slide stride 'H,W'; default two thirds of the tile.")
+  flags.DEFINE_list("scales", ["1.0"], "Test-time resize ratios, averaged.")
+  flags.DEFINE_bool("flip", False, "Also average horizontally flipped passes.")
+  flags.DEFINE_integer("tile_batch", 8, "Slide tiles per device call.")
+  flags.DEFINE_float("alpha", 0.5, "Opacity of the colours in the overlay.")
+  flags.mark_flags_as_required(["workdir", "input", "output"])
 
 
 def main(argv):
@@ -121,4 +126,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -20,10 +20,6 @@ from tqdm.auto import tqdm
 from jaxseg.data import pipeline
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", "configs/default.py", "Config naming the dataset.")
-flags.DEFINE_string("dataset", None, "Overrides config.data.name.")
-flags.DEFINE_string("split", None, "Split to read; default the dataset's training split.")
-flags.DEFINE_integer("limit", 0, "Read at most this many examples (0: all).")
 
 
 def class_statistics(labels_iter, num_classes: int, ignore_label: int) -> dict:
@@ -87,6 +83,15 @@ def format_report(stats: dict, class_names, weights: np.ndarray) -> str:
   return "\n".join(lines)
 
 
+def define_flags() -> None:
+  """The command line's flags; defined on use so that importing this module
+  (from tests, notebooks or another tool) does not claim flag names."""
+  config_flags.DEFINE_config_file("config", "configs/default.py", "Config naming the dataset.")
+  flags.DEFINE_string("dataset", None, "Overrides config.data.name.")
+  flags.DEFINE_string("split", None, "Split to read; default the dataset's training split.")
+  flags.DEFINE_integer("limit", 0, "Read at most this many examples (0: all).")
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
@@ -106,4 +111,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
