@@ -76,9 +76,7 @@ def main(argv):
   decoded, _ = pipeline.decoded_split(config, spec, builder, split)
 
   crop = tuple(int(v) for v in FLAGS.crop_size or config.crop_size)
-  stride = (
-    tuple(int(v) for v in FLAGS.stride) if FLAGS.stride else tuple(max(1, 2 * c // 3) for c in crop)
-  )
+  stride = tuple(int(v) for v in FLAGS.stride) if FLAGS.stride else inference.default_stride(crop)
   options = dict(
     mode=FLAGS.mode,
     scales=tuple(float(s) for s in FLAGS.scales),

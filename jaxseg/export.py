@@ -52,7 +52,7 @@ def export_run(workdir: str, output: str, *, which="best", size=(512, 512), plat
     "output": "float32 logits [batch, H, W, num_classes]",
     "mean_rgb": list(augment.MEAN_RGB),
     "stddev_rgb": list(augment.STDDEV_RGB),
-    "pad_colour": [round(v) for v in augment.MEAN_RGB],
+    "pad_colour": augment.PAD_COLOUR.tolist(),
     "class_names": list(spec.class_names),
     "palette": spec.palette.tolist(),
     "ignore_label": labels.IGNORE_LABEL,

@@ -23,7 +23,6 @@ from PIL import Image
 
 from jaxseg.data import augment
 
-PAD_COLOUR = np.round(augment.MEAN_RGB).astype(np.uint8)
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
 
@@ -43,7 +42,7 @@ def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
   if (h, w) == (height, width):
     return image
   out = np.empty((height, width, 3), np.uint8)
-  out[...] = PAD_COLOUR
+  out[...] = augment.PAD_COLOUR
   out[:h, :w] = image
   return out
 
@@ -69,6 +68,11 @@ def whole_batch(
   return [
     _softmax(out[: im.shape[0], : im.shape[1]]) for out, im in zip(logits, images, strict=True)
   ]
+
+
+def default_stride(crop_size: Sequence[int]) -> tuple[int, ...]:
+  """Two thirds of the tile, mmsegmentation's usual overlap (512 -> 341)."""
+  return tuple(max(1, 2 * c // 3) for c in crop_size)
 
 
 def tile_starts(size: int, crop: int, stride: int) -> list[int]:

@@ -110,19 +110,27 @@ def to_json(metrics: Mapping, class_names: Sequence[str], step: int) -> dict:
 def update_metrics_file(path: str, record: dict) -> dict:
   """Writes `record` as `latest` into the JSON file at `path`, and as `best` if
   its mIoU beats the stored best. Returns the file's new contents."""
-  contents = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      contents = json.load(f)
+  contents = _read_json(path)
   contents["latest"] = record
   best = contents.get("best")
   if best is None or (record["miou"] or 0.0) > (best["miou"] or 0.0):
     contents["best"] = record
+  _write_json_atomically(path, contents)
+  return contents
+
+
+def _read_json(path: str) -> dict:
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def _write_json_atomically(path: str, contents: dict) -> None:
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(contents, f, indent=2)
   os.replace(tmp, path)
-  return contents
 
 
 class MetricWriter:
@@ -200,12 +208,6 @@ def confusion_image(confusion: np.ndarray, class_names: Sequence[str], cell: int
 def update_evaluation(path: str, record: dict) -> None:
   """Adds `record` under `evaluation` in the metrics file, keeping the training
   run's `latest` and `best`."""
-  contents = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      contents = json.load(f)
+  contents = _read_json(path)
   contents["evaluation"] = record
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(contents, f, indent=2)
-  os.replace(tmp, path)
+  _write_json_atomically(path, contents)

@@ -78,9 +78,7 @@ def main(argv):
   config, _, predict_fn = runs.load_predictor(FLAGS.workdir, FLAGS.checkpoint)
   spec = get_dataset_spec(config.data)
   crop = tuple(int(v) for v in FLAGS.crop_size)
-  stride = (
-    tuple(int(v) for v in FLAGS.stride) if FLAGS.stride else tuple(max(1, 2 * c // 3) for c in crop)
-  )
+  stride = tuple(int(v) for v in FLAGS.stride) if FLAGS.stride else inference.default_stride(crop)
   scales = tuple(float(s) for s in FLAGS.scales)
   os.makedirs(FLAGS.output, exist_ok=True)
 

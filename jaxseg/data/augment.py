@@ -16,12 +16,16 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxseg.data import photometric as photometric_lib
 
 # ImageNet statistics, which every pretrained backbone expects.
 MEAN_RGB = (123.675, 116.28, 103.53)
 STDDEV_RGB = (58.395, 57.12, 57.375)
+# The uint8 colour that pads images on the host: it normalises to about 0, as
+# the crop padding of `warp` does.
+PAD_COLOUR = np.round(MEAN_RGB).astype(np.uint8)
 
 # mmsegmentation's RandomCrop: crops drawn until the most frequent class
 # covers less than `cat_max_ratio` of the crop, at most this many times.

@@ -33,9 +33,6 @@ from jaxseg import sharding
 from jaxseg.data import FOLDER, DatasetSpec, augment, get_dataset_spec
 from jaxseg.data.builders import folder
 
-# The padding of images, so that it normalises to about 0 as the crop padding does.
-PAD_COLOUR = np.round(augment.MEAN_RGB).astype(np.uint8)
-
 
 class _QuietDecoderHint(logging.Filter):
   """TFDS suggests OpenCV for decoding; PIL decodes these images fast enough."""
@@ -152,7 +149,7 @@ class _FitAndPad:
       base *= h / label.shape[0]
       h, w = label.shape
     padded_image = np.empty((ph, pw, 3), np.uint8)
-    padded_image[...] = PAD_COLOUR
+    padded_image[...] = augment.PAD_COLOUR
     padded_image[:h, :w] = image
     padded_label = np.full((ph, pw), self.ignore_label, np.int32)
     padded_label[:h, :w] = label
@@ -190,6 +187,11 @@ def _padded(ds, check, config, spec, *, train: bool) -> grain.MapDataset:
   return ds.map_with_index(fit)
 
 
+def _padded_eval_split(config: ml_collections.ConfigDict, spec: DatasetSpec, builder):
+  ds, check = decoded_split(config, spec, builder, config.data.eval_split or spec.eval_split)
+  return _padded(ds, check, config, spec, train=False)
+
+
 def _read_options(config: ml_collections.ConfigDict) -> grain.ReadOptions:
   return grain.ReadOptions(
     num_threads=config.data.num_threads, prefetch_buffer_size=config.data.prefetch_batches
@@ -221,12 +223,11 @@ def eval_batches(
 ) -> grain.IterDataset:
   """Every example of the eval split once, in order, in batches padded to full
   size; the padding has `mask` False and only ignored labels."""
-  decoded, check = decoded_split(config, spec, builder, config.data.eval_split or spec.eval_split)
-  decoded = _padded(decoded, check, config, spec, train=False)
+  decoded = _padded_eval_split(config, spec, builder)
   num_examples = len(decoded)
   first = decoded[0]
   padding = {
-    "image": np.broadcast_to(PAD_COLOUR, first["image"].shape).copy(),
+    "image": np.broadcast_to(augment.PAD_COLOUR, first["image"].shape).copy(),
     "label": np.full_like(first["label"], spec.ignore_label),
     "size": np.zeros(2, np.int32),
     "base_scale": np.float32(1),
@@ -247,7 +248,6 @@ def eval_examples(
 ) -> dict[str, np.ndarray]:
   """The first `count` examples of the eval split, padded as evaluation pads
   them and stacked: `image`, `label`, `size`. The same on every process."""
-  ds, check = decoded_split(config, spec, builder, config.data.eval_split or spec.eval_split)
-  ds = _padded(ds, check, config, spec, train=False)
+  ds = _padded_eval_split(config, spec, builder)
   examples = [ds[i] for i in range(min(count, len(ds)))]
   return {k: np.stack([e[k] for e in examples]) for k in ("image", "label", "size")}
