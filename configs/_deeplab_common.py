@@ -19,6 +19,7 @@ def get_config(name: str, arg: str) -> ml_collections.ConfigDict:
       "aspp_features": 64,
       "low_level_features": 16,
       "decoder_features": 64,
+      "remat": False,
     }
   )
   if name == "deeplabv3":

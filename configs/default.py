@@ -38,10 +38,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.backbone_width = 16
   config.model.head_channels = 64
   config.model.aux_channels = 32
-  config.dtype = "float32"  # Compute dtype: "float32" or "bfloat16".
+  # Recompute backbone activations in the backward pass: less activation memory
+  # for about one more forward pass of compute (ResNet backbones).
+  config.model.remat = False
+  # Compute dtype: "float32", or "bfloat16" (parameters, optimizer state, loss
+  # and metrics stay float32).
+  config.dtype = "float32"
 
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1  # Devices on the data axis; -1: all of them.
+  # Fully sharded data parallel: split parameters and optimizer state over the
+  # data axis too (arrays of at least fsdp_min_size elements), for backbones
+  # too large to replicate on every device.
+  config.mesh.fsdp = False
+  config.mesh.fsdp_min_size = 2**14
 
   # Random 64x64 crops of the 96x96 images; evaluation sees whole images.
   config.crop_size = (64, 64)
@@ -62,6 +72,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.class_weights = ()
 
   config.batch_size = 16  # Global, over all devices and hosts.
+  # Split each batch into this many micro-batches whose gradients are summed:
+  # the update of the whole batch with the memory of one micro-batch.
+  config.grad_accum_steps = 1
   config.eval_batch_size = 64
   config.num_train_steps = 8000
   config.learning_rate = 0.1

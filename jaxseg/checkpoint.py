@@ -1,16 +1,18 @@
 """Checkpoints: the only module that imports Orbax.
 
-A checkpoint holds the train state and the grain iterator's state, so a resumed
-run sees exactly the data an uninterrupted run would. Saves are asynchronous;
-Orbax writes into a temporary directory and renames it when complete, so an
-interrupted save is never restored. The latest `keep` checkpoints are kept,
-plus the best by validation mIoU.
+A checkpoint holds the train state, each array saved in shards by the devices
+(and hosts) that hold it. It restores onto any mesh: the target is an abstract
+tree carrying the new shardings, and Orbax reshards on read. The data position
+needs no saving: the input stream is a function of the step
+(`jaxseg.data.pipeline`). Saves are asynchronous; Orbax writes into a
+temporary directory and renames it when complete (process 0, after every host
+has written), so a save interrupted even by `kill -9` is never restored. The
+latest `keep` checkpoints are kept, plus the best by validation mIoU.
 """
 
 import logging
 from typing import Any
 
-import grain
 import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
@@ -29,7 +31,7 @@ logging.getLogger("absl").addFilter(_QuietUntrackedSaves())
 
 
 class Checkpointer:
-  """Saves and restores `{state, data_iterator}` under `directory`."""
+  """Saves and restores the train state under `directory`."""
 
   def __init__(self, directory: str, *, keep: int, save_every_steps: int):
     policy = checkpoint_managers.AnyPreservationPolicy(
@@ -65,35 +67,22 @@ class Checkpointer:
   def best_step(self) -> int | None:
     return self._manager.best_step()
 
-  def restore(self, step: int, abstract_state: Any, data_iterator: Any = None) -> Any:
+  def restore(self, step: int, abstract_state: Any) -> Any:
     """Restores step `step` into the shardings of `abstract_state`.
 
     `abstract_state` is a pytree of `jax.ShapeDtypeStruct`s with shardings (from
-    `jax.eval_shape`), so a checkpoint restores onto any mesh. The data iterator,
-    if given, is restored in place. Returns the state.
+    `jax.eval_shape`), so a checkpoint restores onto any mesh.
     """
-    items = {"state": ocp.args.StandardRestore(abstract_state)}
-    if data_iterator is not None:
-      items["data"] = grain.checkpoint.CheckpointRestore(data_iterator)
-    restored = self._manager.restore(step, args=ocp.args.Composite(**items))
-    return restored["state"]
+    args = ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state))
+    return self._manager.restore(step, args=args)["state"]
 
   def save(
-    self,
-    step: int,
-    state: Any,
-    data_iterator: Any,
-    *,
-    metrics: dict[str, float] | None = None,
-    force: bool = False,
+    self, step: int, state: Any, *, metrics: dict[str, float] | None = None, force: bool = False
   ) -> bool:
     """Saves if `step` is on the save interval (or `force`); returns whether it did."""
     if not force and not self._manager.should_save(step):
       return False
-    args = ocp.args.Composite(
-      state=ocp.args.StandardSave(state),
-      data=grain.checkpoint.CheckpointSave(data_iterator),
-    )
+    args = ocp.args.Composite(state=ocp.args.StandardSave(state))
     return self._manager.save(step, args=args, metrics=metrics, force=force)
 
   def wait_until_finished(self) -> None:

@@ -6,7 +6,8 @@ import os
 import ml_collections
 from flax import linen as nn
 
-from jaxseg import checkpoint, inference, sharding, train
+from jaxseg import checkpoint, inference, sharding
+from jaxseg import state as train_state
 from jaxseg.data import get_dataset_spec
 
 
@@ -20,7 +21,7 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
 
 def resolve_step(config: ml_collections.ConfigDict, workdir: str, which: str) -> int:
   """'best' / 'latest' / a number -> a saved step; raises naming what exists."""
-  ckpt = train.checkpointer(config, workdir)
+  ckpt = train_state.checkpointer(config, workdir)
   try:
     steps = ckpt.all_steps()
     if not steps:
@@ -39,12 +40,12 @@ def resolve_step(config: ml_collections.ConfigDict, workdir: str, which: str) ->
 
 def load_train_state(
   config: ml_collections.ConfigDict, workdir: str, step: int | None = None
-) -> tuple[nn.Module, train.TrainState]:
+) -> tuple[nn.Module, train_state.TrainState]:
   """The model and the state saved at `step` (default: latest) in `workdir`."""
   mesh = sharding.make_mesh(config)
   spec = get_dataset_spec(config.data)
-  model, _, _, abstract_state, state_sharding = train.build(config, spec.num_classes, mesh)
-  ckpt = train.checkpointer(config, workdir)
+  model, _, _, abstract_state, state_sharding = train_state.build(config, spec.num_classes, mesh)
+  ckpt = train_state.checkpointer(config, workdir)
   try:
     step = ckpt.latest_step() if step is None else step
     if step is None:

@@ -1,11 +1,15 @@
 """The device mesh and how arrays are laid out on it.
 
-One mesh axis, `data`, over every device of every process: parameters and
-optimizer state are replicated, batches are split along their first dimension.
-The mesh shape lives in `config.mesh` so that more axes (FSDP) can be added.
+One mesh axis, `data`, over every device of every process; batches are split
+along their first dimension. Parameters and optimizer state are replicated, or
+with `config.mesh.fsdp` sharded over the same axis (fully sharded data
+parallel: each device keeps 1/N of every large array and XLA gathers them for
+the step), which divides their memory per device by the number of devices.
 """
 
+import math
 from collections.abc import Mapping
+from typing import Any
 
 import jax
 import ml_collections
@@ -35,6 +39,40 @@ def replicated(mesh: Mesh) -> NamedSharding:
 def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (batch) dimension split over `data`; the rest replicated."""
   return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+
+
+def fsdp_spec(shape: tuple[int, ...], num_shards: int, min_size: int) -> PartitionSpec:
+  """Where FSDP splits an array of `shape`: its largest dimension that
+  `num_shards` divides, if the array has at least `min_size` elements; else
+  nowhere (small arrays such as biases and norms stay replicated)."""
+  if num_shards == 1 or math.prod(shape) < min_size:
+    return PartitionSpec()
+  for dim in sorted(range(len(shape)), key=lambda d: -shape[d]):
+    if shape[dim] % num_shards == 0:
+      return PartitionSpec(*([None] * dim + [DATA_AXIS]))
+  return PartitionSpec()
+
+
+def state_shardings(abstract_state: Any, mesh: Mesh, config: ml_collections.ConfigDict) -> Any:
+  """A sharding for every leaf of `abstract_state` (a tree of shapes):
+  replicated, or split by `fsdp_spec` when `config.mesh.fsdp` is set."""
+  if not config.mesh.fsdp:
+    return jax.tree.map(lambda _: replicated(mesh), abstract_state)
+  size = mesh.shape[DATA_AXIS]
+  return jax.tree.map(
+    lambda x: NamedSharding(mesh, fsdp_spec(x.shape, size, config.mesh.fsdp_min_size)),
+    abstract_state,
+  )
+
+
+def bytes_per_device(tree: Any, shardings: Any) -> int:
+  """The most bytes of `tree` (arrays or shapes) that any one device holds
+  under `shardings` (a matching tree)."""
+
+  def leaf_bytes(x, s):
+    return math.prod(s.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
+
+  return sum(jax.tree.leaves(jax.tree.map(leaf_bytes, tree, shardings)))
 
 
 def per_process_batch_size(global_batch_size: int, mesh: Mesh, key: str) -> int:

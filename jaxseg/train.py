@@ -1,13 +1,11 @@
-"""Training and evaluation: TrainState, train_step, eval_step, train_and_evaluate."""
+"""Training and evaluation: train_step, eval_step, train_and_evaluate."""
 
 import functools
 import json
 import math
 import os
 import time
-from typing import Any
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -18,63 +16,19 @@ from flax import linen as nn
 from PIL import Image
 from tqdm.auto import tqdm
 
-from jaxseg import checkpoint, losses, metrics, sharding, visualize
+from jaxseg import checkpoint, distributed, losses, metrics, sharding, visualize
 from jaxseg.data import augment, pipeline
-from jaxseg.models import create_model
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything that changes during training; a plain pytree, checkpointed whole."""
-
-  step: jax.Array
-  params: Any
-  batch_stats: Any
-  opt_state: Any
+from jaxseg.state import (
+  TrainState,
+  build,
+  check_batch_layout,
+  checkpointer,
+  learning_rate_schedule,
+)
 
 
 class NonFiniteLossError(FloatingPointError):
   """The loss became NaN or infinite; the state of that step is not saved."""
-
-
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warm-up to `config.learning_rate`, then polynomial ("poly") decay."""
-  warmup = config.warmup_steps
-  decay = optax.polynomial_schedule(
-    init_value=config.learning_rate,
-    end_value=config.end_learning_rate,
-    power=config.lr_power,
-    transition_steps=max(config.num_train_steps - warmup, 1),
-  )
-  if not warmup:
-    return decay
-  ramp = optax.linear_schedule(0.0, config.learning_rate, warmup)
-  return optax.join_schedules([ramp, decay], boundaries=[warmup])
-
-
-def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """SGD with momentum and weight decay (added to the gradient, as PyTorch does)."""
-  return optax.chain(
-    optax.add_decayed_weights(config.weight_decay),
-    optax.sgd(learning_rate_schedule(config), momentum=config.momentum),
-  )
-
-
-def create_train_state(
-  rng: jax.Array, model: nn.Module, tx: optax.GradientTransformation, image_shape
-) -> TrainState:
-  """Initialises parameters, batch statistics and optimizer state."""
-  params_rng, dropout_rng = jax.random.split(rng)
-  variables = model.init(
-    {"params": params_rng, "dropout": dropout_rng}, jnp.zeros(image_shape), train=True
-  )
-  params = variables["params"]
-  return TrainState(
-    step=jnp.zeros((), jnp.int32),
-    params=params,
-    batch_stats=variables.get("batch_stats", {}),
-    opt_state=tx.init(params),
-  )
 
 
 def train_step(
@@ -91,7 +45,14 @@ def train_step(
   """One SGD step: augment on device, forward, loss, backward, update.
 
   Randomness is `fold_in(rng, step)`, so a resumed run draws exactly what an
-  uninterrupted one would.
+  uninterrupted one would. With `config.grad_accum_steps = k` the augmented
+  batch is split into k micro-batches whose gradients are summed, each loss
+  normalised by the whole batch's labelled pixels: the update equals the
+  whole batch's, except that BatchNorm normalises each micro-batch with its own
+  statistics (and updates its running averages k times) and dropout draws
+  per micro-batch. A `stop` entry in the batch (a flag per example) comes back
+  as the metric `stop`, true if any process set it, so that all processes
+  agree on when to stop.
   """
   step_rng = jax.random.fold_in(rng, state.step)
   aug_rng, dropout_rng = jax.random.split(step_rng)
@@ -110,10 +71,12 @@ def train_step(
     photometric=config.augment.photometric,
   )
   image = augment.normalize(image)
+  class_weights = config.loss.class_weights
+  normalizer = jnp.sum(losses.label_weight(label, ignore_label, class_weights))
 
-  def loss_fn(params):
+  def loss_fn(params, batch_stats, image, label, dropout_rng):
     outputs, new_vars = model.apply(
-      {"params": params, "batch_stats": state.batch_stats},
+      {"params": params, "batch_stats": batch_stats},
       image,
       train=True,
       mutable=["batch_stats"],
@@ -124,11 +87,38 @@ def train_step(
       label,
       ignore_label=ignore_label,
       aux_weight=config.loss.aux_weight,
-      class_weights=config.loss.class_weights,
+      class_weights=class_weights,
+      normalizer=normalizer,
     )
     return loss, (parts, new_vars["batch_stats"])
 
-  (loss, (parts, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+  k = config.grad_accum_steps
+  if k == 1:
+    (loss, (parts, batch_stats)), grads = grad_fn(
+      state.params, state.batch_stats, image, label, dropout_rng
+    )
+  else:
+    # Micro-batch i takes examples i, i+k, ...: every device holds a share of
+    # each, so splitting needs no communication.
+    split = lambda x: jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
+
+    def accumulate(carry, xs):
+      i, micro_image, micro_label = xs
+      grads, batch_stats, loss, parts = carry
+      (micro_loss, (p, batch_stats)), g = grad_fn(
+        state.params, batch_stats, micro_image, micro_label, jax.random.fold_in(dropout_rng, i)
+      )
+      add = functools.partial(jax.tree.map, jnp.add)
+      return (add(grads, g), batch_stats, loss + micro_loss, add(parts, p)), None
+
+    zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)
+    xs = (jnp.arange(k), split(image), split(label))
+    (_, (parts_shape, _)), _ = jax.eval_shape(
+      grad_fn, state.params, state.batch_stats, *(x[0] for x in xs[1:]), dropout_rng
+    )
+    init = (zeros(state.params), state.batch_stats, jnp.zeros((), jnp.float32), zeros(parts_shape))
+    (grads, batch_stats, loss, parts), _ = jax.lax.scan(accumulate, init, xs)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   new_state = TrainState(
     step=state.step + 1,
@@ -142,6 +132,8 @@ def train_step(
     "grad_norm": optax.global_norm(grads),
     "learning_rate": learning_rate_schedule(config)(state.step),
   }
+  if "stop" in batch:
+    step_metrics["stop"] = jnp.any(batch["stop"])
   return new_state, step_metrics
 
 
@@ -195,33 +187,6 @@ def _check_finite(step: int, step_metrics: dict) -> None:
     )
 
 
-def build(config: ml_collections.ConfigDict, num_classes: int, mesh):
-  """Model, optimizer and the train state's abstract form and shardings.
-
-  Returns:
-    `(model, tx, init_state, abstract_state, state_sharding)`; `init_state()`
-    materialises a fresh state directly in its shardings.
-  """
-  model = create_model(config, num_classes)
-  tx = create_optimizer(config)
-  init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
-  init_fn = functools.partial(
-    create_train_state, model=model, tx=tx, image_shape=(1, *config.crop_size, 3)
-  )
-  abstract_state = jax.eval_shape(init_fn, init_rng)
-  state_sharding = jax.tree.map(lambda _: sharding.replicated(mesh), abstract_state)
-  init_state = lambda: jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
-  return model, tx, init_state, abstract_state, state_sharding
-
-
-def checkpointer(config: ml_collections.ConfigDict, workdir: str) -> checkpoint.Checkpointer:
-  return checkpoint.Checkpointer(
-    os.path.join(os.path.abspath(workdir), "checkpoints"),
-    keep=config.keep_checkpoints,
-    save_every_steps=config.checkpoint_every_steps,
-  )
-
-
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None
 ) -> dict:
@@ -233,8 +198,13 @@ def train_and_evaluate(
     stop_at_step: stop (with a checkpoint) after this step, as a preempted job
       would; the next call resumes. None trains to `config.num_train_steps`.
 
+  SIGTERM or SIGINT (in the main thread) stops the run the same way: all
+  processes finish the same step, save it and return.
+
   Returns:
-    The last evaluation's metrics (`metrics.compute_metrics`) plus `step`.
+    The last evaluation's metrics (`metrics.compute_metrics`) plus `step`; or,
+    stopped before the end without evaluating, just `step` (and `stopped_by`,
+    the signal's name, when a signal stopped it).
   """
   t_start = time.perf_counter()
   is_main = jax.process_index() == 0
@@ -246,6 +216,7 @@ def train_and_evaluate(
   # Data and model. Everything that can be wrong with the config fails here,
   # before anything is compiled.
   mesh = sharding.make_mesh(config)
+  check_batch_layout(config, mesh)
   spec, builder = pipeline.prepare(config)
   weights = config.loss.class_weights
   if weights and (len(weights) != spec.num_classes or min(weights) < 0):
@@ -255,7 +226,6 @@ def train_and_evaluate(
     )
   model, tx, init_state, abstract_state, state_sharding = build(config, spec.num_classes, mesh)
   train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
-  train_iter = pipeline.train_iterator(config, spec, builder, mesh)
 
   # State: restored from the latest checkpoint, or freshly initialised.
   ckpt = checkpointer(config, workdir)
@@ -265,16 +235,21 @@ def train_and_evaluate(
     start_step = 0
   else:
     target = checkpoint.abstract_with_shardings(abstract_state, state_sharding)
-    state = ckpt.restore(start_step, target, train_iter)
+    state = ckpt.restore(start_step, target)
     logging.info("Resumed from %s at step %d", ckpt.directory, start_step)
     if is_main:
       print(f"Resuming from step {start_step} ({ckpt.directory})")
+  train_iter = pipeline.train_iterator(config, spec, builder, mesh, start_step)
   num_params = sum(x.size for x in jax.tree.leaves(abstract_state.params))
   if is_main:
+    state_mb = sharding.bytes_per_device(abstract_state, state_sharding) / 2**20
+    accum = f" in {config.grad_accum_steps} micro-batches" if config.grad_accum_steps > 1 else ""
     print(
       f"{config.model.name} on {config.data.name}: {num_params:,} parameters, "
-      f"{jax.device_count()} {jax.devices()[0].platform} device(s), "
-      f"global batch {config.batch_size}, crop {tuple(config.crop_size)}"
+      f"{jax.device_count()} {jax.devices()[0].platform} device(s) in "
+      f"{jax.process_count()} process(es), train state {state_mb:.1f} MiB per device"
+      f"{' (FSDP)' if config.mesh.fsdp else ''}, global batch {config.batch_size}{accum}, "
+      f"crop {tuple(config.crop_size)}, {config.dtype}"
     )
 
   # Compiled steps.
@@ -358,13 +333,22 @@ def train_and_evaluate(
   pending = None  # The previous step's metrics, checked one step late to keep the device busy.
   t_loop = time.perf_counter()
   history, t_log, step_log = [], t_loop, start_step
+  stop = distributed.StopRequest()
+  stopped_by = None
   try:
+    stop.install()
     for step in range(start_step + 1, last_step + 1):
-      batch = sharding.to_global(next(train_iter), mesh)
-      state, step_metrics = p_train_step(state, batch)
+      host_batch = next(train_iter)
+      host_batch["stop"] = np.full(len(host_batch["image"]), stop.requested)
+      state, step_metrics = p_train_step(state, sharding.to_global(host_batch, mesh))
+      stop_now = step_metrics.pop("stop")
       if pending is not None:
-        _check_finite(*pending)
-      pending = (step, step_metrics)
+        _check_finite(*pending[:2])
+        # A signal seen by any process in the previous step: every process
+        # stops after this one.
+        if bool(pending[2]):
+          stopped_by = stop.signal_name or "a signal to another process"
+      pending = (step, step_metrics, stop_now)
       history.append(step_metrics)
       progress.update(1)
       if step == start_step + 1:  # Compilation; keep it out of the throughput figures.
@@ -375,9 +359,9 @@ def train_and_evaluate(
           )
         t_log, step_log = time.perf_counter(), step
 
-      is_last = step == last_step
+      is_last = step == last_step or stopped_by is not None
       if step % config.log_every_steps == 0 or is_last:
-        _check_finite(*pending)
+        _check_finite(*pending[:2])
         means = {k: float(np.mean(v)) for k, v in jax.device_get(_stack(history)).items()}
         elapsed = time.perf_counter() - t_log
         rate = (step - step_log) / elapsed
@@ -393,23 +377,33 @@ def train_and_evaluate(
 
       eval_now = step % config.eval_every_steps == 0 or step == config.num_train_steps
       if eval_now:
-        _check_finite(*pending)
+        _check_finite(*pending[:2])
         result = run_eval(step)
-        ckpt.save(step, state, train_iter, metrics={"miou": result["miou"]}, force=True)
+        ckpt.save(step, state, metrics={"miou": result["miou"]}, force=True)
       elif is_last:
-        _check_finite(*pending)
-        ckpt.save(step, state, train_iter, force=True)
+        _check_finite(*pending[:2])
+        ckpt.save(step, state, force=True)
       elif step % config.checkpoint_every_steps == 0:
-        _check_finite(*pending)
-        ckpt.save(step, state, train_iter)
+        _check_finite(*pending[:2])
+        ckpt.save(step, state)
+      if stopped_by is not None:
+        break
     if result is None and start_step >= config.num_train_steps:
       # A finished run started again: report its final state.
       result = run_eval(start_step)
   finally:
+    stop.uninstall()
     progress.close()
     ckpt.wait_until_finished()
     ckpt.close()
     writer.close()
+  if stopped_by is not None:
+    if is_main:
+      print(
+        f"Stopped by {stopped_by} after step {step}; checkpoint saved in {ckpt.directory}. "
+        "Run the same command to resume."
+      )
+    return {"step": step, "stopped_by": stopped_by}
   if result is None:  # Stopped early between evaluations.
     return {"step": last_step}
   if is_main:

@@ -5,7 +5,9 @@ The host only decodes, checks and batches; augmentation runs on the device
 `[t*B, (t+1)*B)` of the shuffled, repeated split, and process `p` reads the
 contiguous slice `p*B/P .. (p+1)*B/P` of it, so a global batch is the same
 whatever the number of processes, and a run's data order is a function of the
-seed alone. The iterator's state goes into every checkpoint.
+seed alone. The stream is random access, so a resumed run starts it at the
+global batch its step says; checkpoints need no iterator state, and a run can
+resume on a different number of hosts.
 
 Images of different sizes are padded to one shape per split (the padding is
 the mean colour in the image and the ignore label in the label). Host batches
@@ -208,13 +210,14 @@ def _this_process(ds: grain.MapDataset, global_batch_size: int, mesh, key: str):
 
 
 def train_iterator(
-  config: ml_collections.ConfigDict, spec: DatasetSpec, builder, mesh
+  config: ml_collections.ConfigDict, spec: DatasetSpec, builder, mesh, start_step: int = 0
 ) -> grain.DatasetIterator:
-  """Endless, shuffled (reshuffled every epoch) host batches of the train split."""
+  """Endless, shuffled (reshuffled every epoch) host batches of the train split,
+  starting with the batch of step `start_step + 1`."""
   ds, check = decoded_split(config, spec, builder, config.data.train_split or spec.train_split)
   ds = _padded(ds, check, config, spec, train=True)
   ds = ds.shuffle(seed=config.seed).repeat()
-  ds = _this_process(ds, config.batch_size, mesh, "config.batch_size")
+  ds = _this_process(ds, config.batch_size, mesh, "config.batch_size")[start_step:]
   return iter(ds.to_iter_dataset(_read_options(config)))
 
 

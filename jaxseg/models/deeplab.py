@@ -76,6 +76,8 @@ class DeepLabV3(nn.Module):
       (the paper has none).
     dropout_rate: dropout after ASPP and in the auxiliary head.
     dtype: computation dtype; logits are float32.
+    remat: recompute the backbone's activations in the backward pass (memory for
+      compute; the same results and parameters).
 
   Returns `{"logits": [N, H, W, num_classes]}` (and `aux_logits` when
   training with an auxiliary head).
@@ -95,6 +97,7 @@ class DeepLabV3(nn.Module):
   aux_channels: int = 0
   dropout_rate: float = 0.1
   dtype: layers.Dtype = jnp.float32
+  remat: bool = False
 
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
@@ -107,6 +110,7 @@ class DeepLabV3(nn.Module):
       multi_grid=self.multi_grid,
       width=self.backbone_width,
       dtype=self.dtype,
+      remat=self.remat,
       name="backbone",
     )(image, train=train)
     x = ASPP(rates, self.aspp_features, self.dropout_rate, self.dtype, name="aspp")(x, train=train)

@@ -148,6 +148,16 @@ class ConvTranspose(nn.Module):
     return y
 
 
+def rematerialised(block: type[nn.Module]) -> type[nn.Module]:
+  """`block` with its activations recomputed in the backward pass, not stored.
+
+  The block must take `(x, train)` positionally: `nn.remat` traces keyword
+  arguments, and `train` must stay a Python bool. Parameter names and values
+  are unchanged (the module is named where it is created).
+  """
+  return nn.remat(block, static_argnums=(2,))
+
+
 def bilinear_upsampling_init(key, shape, dtype=jnp.float32) -> jax.Array:
   """FCN's initialisation of a `[k, k, C, C]` upsampling kernel: bilinear
   interpolation from each channel to itself, zero across channels."""

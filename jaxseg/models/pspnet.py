@@ -76,6 +76,8 @@ class PSPNet(nn.Module):
     aux_channels: channels of the auxiliary head (256); 0 disables it.
     dropout_rate: channel dropout before the classifiers.
     dtype: computation dtype; logits are float32.
+    remat: recompute the backbone's activations in the backward pass (memory for
+      compute; the same results and parameters).
 
   Returns a dict: `logits` `[N, H, W, num_classes]` at input resolution and,
   when training with the auxiliary head, `aux_logits` of the same shape.
@@ -90,6 +92,7 @@ class PSPNet(nn.Module):
   aux_channels: int = 256
   dropout_rate: float = 0.1
   dtype: layers.Dtype = jnp.float32
+  remat: bool = False
 
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
@@ -98,6 +101,7 @@ class PSPNet(nn.Module):
       output_stride=self.output_stride,
       width=self.backbone_width,
       dtype=self.dtype,
+      remat=self.remat,
       name="backbone",
     )
     x, endpoints = trunk(image, train=train)

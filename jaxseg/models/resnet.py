@@ -45,7 +45,7 @@ class BasicBlock(nn.Module):
   expansion = 1
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:  # Positional `train`: see remat.
     conv = functools.partial(layers.Conv, dtype=self.dtype)
     y = conv(self.planes, 3, self.strides, self.dilation, name="conv1")(x)
     y = nn.relu(layers.batch_norm(train, self.dtype, name="bn1")(y))
@@ -70,7 +70,7 @@ class Bottleneck(nn.Module):
   expansion = 4
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:  # Positional `train`: see remat.
     conv = functools.partial(layers.Conv, dtype=self.dtype)
     bn = functools.partial(layers.batch_norm, train, self.dtype)
     y = nn.relu(bn(name="bn1")(conv(self.planes, 1, name="conv1")(x)))
@@ -91,6 +91,8 @@ class Stage(nn.Module):
     dilations: one dilation per block.
     strides: stride of the first block.
     dtype: computation dtype.
+    remat: recompute each block's activations in the backward pass instead of
+      keeping them (less memory, about one more forward pass of compute).
   """
 
   block: type[nn.Module]
@@ -98,20 +100,22 @@ class Stage(nn.Module):
   dilations: Sequence[int]
   strides: int = 1
   dtype: layers.Dtype = jnp.float32
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     out_features = self.planes * self.block.expansion
+    block = layers.rematerialised(self.block) if self.remat else self.block
     for j, dilation in enumerate(self.dilations):
       first = j == 0
-      x = self.block(
+      x = block(
         self.planes,
         strides=self.strides if first else 1,
         dilation=dilation,
         downsample=first and (self.strides != 1 or x.shape[-1] != out_features),
         dtype=self.dtype,
         name=str(j),
-      )(x, train=train)
+      )(x, train)
     return x
 
 
@@ -126,6 +130,7 @@ class ResNet(nn.Module):
       (1, 2, 4)); None keeps torchvision's rule.
     width: channels of the first stage (64 in the paper); stages double it.
     dtype: computation dtype.
+    remat: rematerialise every block (see `Stage`); parameters are unchanged.
 
   Returns `(x, endpoints)`: `x` is the last stage's output; `endpoints` maps
   `stem` (after the max pool) and `stride4`, `stride8`, `stride16`, `stride32`
@@ -139,6 +144,7 @@ class ResNet(nn.Module):
   multi_grid: Sequence[int] | None = None
   width: int = 64
   dtype: layers.Dtype = jnp.float32
+  remat: bool = False
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -161,7 +167,13 @@ class ResNet(nn.Module):
           dilation * self.multi_grid[j % len(self.multi_grid)] for j in range(num_blocks)
         ]
       x = Stage(
-        self.block, self.width * 2**i, dilations, strides, self.dtype, name=f"layer{i + 1}"
+        self.block,
+        self.width * 2**i,
+        dilations,
+        strides,
+        self.dtype,
+        self.remat,
+        name=f"layer{i + 1}",
       )(x, train=train)
       endpoints[f"stride{4 * 2**i}"] = x
     return x, endpoints

@@ -1,0 +1,128 @@
+"""Precision and memory: gradient accumulation, rematerialisation, bfloat16, FSDP layout."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxseg import sharding, train
+from jaxseg import state as train_state
+from jaxseg.data import pipeline
+from jaxseg.models import pspnet
+from tests.helpers import tiny_config
+
+
+def _one_step(config, batch=None):
+  """The state after one jitted train step on the first training batch, and its metrics."""
+  mesh = sharding.make_mesh(config)
+  train_state.check_batch_layout(config, mesh)
+  spec, builder = pipeline.prepare(config)
+  if batch is None:
+    batch = next(pipeline.train_iterator(config, spec, builder, mesh))
+  model, tx, init_state, _, _ = train_state.build(config, spec.num_classes, mesh)
+  step = jax.jit(
+    functools.partial(
+      train.train_step,
+      model=model,
+      tx=tx,
+      rng=jax.random.key(1),
+      config=config,
+      ignore_label=spec.ignore_label,
+      num_classes=spec.num_classes,
+    )
+  )
+  return step(init_state(), sharding.to_global(batch, mesh))
+
+
+def _bn_free_fcn(data_dir, **overrides):
+  config = tiny_config(data_dir, **overrides)
+  config.model = ml_collections.ConfigDict(
+    {"name": "fcn32s", "width_divisor": 16, "fc_features": 16, "dropout_rate": 0.0}
+  )
+  config.loss.class_weights = (0.5, 1.0, 2.0, 1.0, 3.0)  # Weighted: normalisation must match too.
+  return config
+
+
+def test_gradient_accumulation_gives_the_whole_batch_update(data_dir):
+  # A model with neither BatchNorm nor dropout: the update must be the same.
+  whole, whole_metrics = _one_step(_bn_free_fcn(data_dir))
+  accumulated, accumulated_metrics = _one_step(_bn_free_fcn(data_dir, grad_accum_steps=4))
+  assert float(accumulated_metrics["loss"]) == pytest.approx(float(whole_metrics["loss"]), rel=1e-6)
+  assert float(whole_metrics["grad_norm"]) > 0
+  for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(accumulated.params), strict=True):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
+
+
+def test_gradient_accumulation_with_batchnorm_trains(data_dir):
+  state, step_metrics = _one_step(tiny_config(data_dir, grad_accum_steps=2))
+  assert np.isfinite(float(step_metrics["loss"])) and int(state.step) == 1
+  # Running statistics were updated by both micro-batches.
+  assert any(np.any(np.asarray(v) != 0) for v in jax.tree.leaves(state.batch_stats))
+
+
+def test_batch_that_does_not_split_into_micro_batches_is_refused(data_dir):
+  config = tiny_config(data_dir, grad_accum_steps=3)
+  with pytest.raises(ValueError, match=r"config\.batch_size=8 .*config\.grad_accum_steps \(3\)"):
+    train_state.check_batch_layout(config, sharding.make_mesh(config))
+
+
+def test_rematerialised_backbone_has_the_same_parameters_and_gradients():
+  image = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
+  labels = jax.random.randint(jax.random.key(1), (2, 64, 64), 0, 3)
+
+  def loss_and_grads(remat):
+    model = pspnet._tiny(num_classes=3, remat=remat)
+    variables = model.init(jax.random.key(2), image, train=False)
+
+    def loss(params):
+      out, _ = model.apply(
+        {**variables, "params": params},
+        image,
+        train=True,
+        mutable=["batch_stats"],
+        rngs={"dropout": jax.random.key(3)},
+      )
+      logp = jax.nn.log_softmax(out["logits"])
+      return -jnp.mean(jnp.take_along_axis(logp, labels[..., None], -1))
+
+    return variables, jax.jit(jax.value_and_grad(loss))(variables["params"])
+
+  plain_vars, (plain_loss, plain_grads) = loss_and_grads(False)
+  remat_vars, (remat_loss, remat_grads) = loss_and_grads(True)
+  assert jax.tree.structure(plain_vars) == jax.tree.structure(remat_vars)
+  for a, b in zip(jax.tree.leaves(plain_vars), jax.tree.leaves(remat_vars), strict=True):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert float(remat_loss) == pytest.approx(float(plain_loss), rel=1e-6)
+  for a, b in zip(jax.tree.leaves(plain_grads), jax.tree.leaves(remat_grads), strict=True):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+
+
+def test_bfloat16_computes_in_bfloat16_and_keeps_state_and_loss_in_float32(data_dir):
+  _, f32_metrics = _one_step(tiny_config(data_dir))
+  config = tiny_config(data_dir, dtype="bfloat16")
+  bf16_state, bf16_metrics = _one_step(config)
+  for leaf in jax.tree.leaves((bf16_state.params, bf16_state.opt_state, bf16_state.batch_stats)):
+    assert leaf.dtype == jnp.float32 or not jnp.issubdtype(leaf.dtype, jnp.floating)
+  assert bf16_metrics["loss"].dtype == jnp.float32
+  assert float(bf16_metrics["loss"]) == pytest.approx(float(f32_metrics["loss"]), rel=0.05)
+  # The convolutions really run in bfloat16.
+  model = train_state.build(config, 5, sharding.make_mesh(config))[0]
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
+  jaxpr = str(
+    jax.make_jaxpr(lambda x: model.apply(variables, x, train=False))(jnp.zeros((1, 64, 64, 3)))
+  )
+  assert "conv_general_dilated" in jaxpr and "bf16[1,32,32,8]" in jaxpr
+
+
+def test_fsdp_splits_large_arrays_over_the_data_axis_only():
+  assert sharding.fsdp_spec((3, 3, 64, 128), 8, 1024) == jax.sharding.PartitionSpec(
+    None, None, None, "data"
+  )
+  assert sharding.fsdp_spec((3, 3, 64, 100), 8, 1024) == jax.sharding.PartitionSpec(
+    None, None, "data"
+  )
+  assert sharding.fsdp_spec((256,), 8, 1024) == jax.sharding.PartitionSpec()  # Too small.
+  assert sharding.fsdp_spec((3, 3, 7, 9), 8, 1) == jax.sharding.PartitionSpec()  # Indivisible.
