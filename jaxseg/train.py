@@ -287,7 +287,10 @@ def train_and_evaluate(
         train=False,
       )["logits"],
       axis=-1,
-    )
+    ),
+    # Every process holds the same pictures and gets every prediction back.
+    in_shardings=(state_sharding, sharding.replicated(mesh)),
+    out_shardings=sharding.replicated(mesh),
   )
 
   writer = metrics.MetricWriter(workdir, enabled=is_main)

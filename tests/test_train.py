@@ -3,8 +3,6 @@
 import json
 import os
 import re
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -71,40 +69,3 @@ def test_non_finite_loss_stops_the_run_without_saving_it(data_dir, tmp_path):
   bad_step = int(re.search(r"at step (\d+)", str(info.value)).group(1))
   saved = [int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
   assert all(s < bad_step for s in saved)
-
-
-_RUN_ON_DEVICES = """
-import sys
-import jaxseg
-import jax
-from jaxseg import train
-from tests.helpers import tiny_config
-assert jax.device_count() == int(sys.argv[3]), jax.devices()
-config = tiny_config(sys.argv[1], num_train_steps=3, eval_every_steps=3)
-train.train_and_evaluate(config, sys.argv[2])
-"""
-
-
-@pytest.mark.parametrize("devices", [8])
-def test_multi_device_run_matches_single_device_run(data_dir, tmp_path, devices):
-  runs = {}
-  for n in (1, devices):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
-    env["PYTHONPATH"] = ROOT
-    workdir = str(tmp_path / f"devices{n}")
-    proc = subprocess.run(
-      [sys.executable, "-c", _RUN_ON_DEVICES, data_dir, workdir, str(n)],
-      cwd=ROOT,
-      env=env,
-      capture_output=True,
-      text=True,
-      timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    with open(os.path.join(workdir, "metrics.json")) as f:
-      runs[n] = (_losses(workdir), json.load(f)["latest"])
-  (losses_1, eval_1), (losses_n, eval_n) = runs[1], runs[devices]
-  assert sorted(losses_1) == sorted(losses_n) == [1, 2, 3]
-  for step in losses_1:
-    assert losses_n[step] == pytest.approx(losses_1[step], rel=1e-4)
-  assert eval_n["miou"] == pytest.approx(eval_1["miou"], abs=1e-3)

@@ -1,0 +1,129 @@
+"""Several hosts and changing topologies: 2 processes x 2 CPU devices (gloo)
+against one process, and one run carried across 2x2, 8 (FSDP) and 1 devices."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from jaxseg import metrics, train
+from tests.helpers import tiny_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# One process of a run: joins the others (if any) through the JAX_* variables,
+# trains until `stop_at`, and reports the train state's bytes per device.
+_PROCESS = """
+import json, sys
+from jaxseg import distributed
+distributed.initialize()
+import jax
+from jaxseg import sharding, train
+from jaxseg import state as train_state
+from tests.test_distributed import config_for
+args = json.loads(sys.argv[1])
+config = config_for(args["data_dir"], args["fsdp"])
+assert jax.device_count() == args["devices"], jax.devices()
+mesh = sharding.make_mesh(config)
+_, _, _, abstract, shardings = train_state.build(config, 5, mesh)
+replicated = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
+result = train.train_and_evaluate(config, args["workdir"], stop_at_step=args["stop_at"])
+if jax.process_index() == 0:
+  print("RESULT " + json.dumps({
+    "processes": jax.process_count(),
+    "state_bytes": sharding.bytes_per_device(abstract, shardings),
+    "replicated_bytes": sharding.bytes_per_device(abstract, replicated),
+    "miou": result.get("miou"),
+  }))
+"""
+
+
+def config_for(data_dir: str, fsdp: bool = False):
+  return tiny_config(
+    data_dir,
+    num_train_steps=6,
+    eval_every_steps=2,
+    checkpoint_every_steps=100,
+    num_pictures=2,
+    **{"mesh.fsdp": fsdp, "mesh.fsdp_min_size": 0},
+  )
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def _run(data_dir, workdir, *, devices, processes=1, stop_at=None, fsdp=False) -> dict:
+  """Runs `processes` processes of `devices // processes` CPU devices each."""
+  args = {
+    "data_dir": data_dir,
+    "workdir": workdir,
+    "devices": devices,
+    "stop_at": stop_at,
+    "fsdp": fsdp,
+  }
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices // processes}"
+  if processes > 1:
+    env.update(
+      JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}", JAX_NUM_PROCESSES=str(processes)
+    )
+  logs = [open(f"{workdir}-{devices}x{processes}-{p}.log", "w+") for p in range(processes)]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-c", _PROCESS, json.dumps(args)],
+      cwd=ROOT,
+      env=dict(env, JAX_PROCESS_ID=str(p)) if processes > 1 else env,
+      stdout=logs[p],
+      stderr=subprocess.STDOUT,
+      text=True,
+    )
+    for p in range(processes)
+  ]
+  outputs = []
+  for p, log in zip(procs, logs, strict=True):
+    p.wait(timeout=600)
+    log.seek(0)
+    outputs.append(log.read())
+    log.close()
+    assert p.returncode == 0, outputs[-1][-4000:]
+  line = next(x for x in outputs[0].splitlines() if x.startswith("RESULT "))
+  return json.loads(line[len("RESULT ") :])
+
+
+def _losses(workdir: str) -> dict[int, float]:
+  """Per-step training loss; a step logged twice (before a stop, after a resume) keeps the last."""
+  return {r["step"]: r["train/loss"] for r in metrics.read_scalars(workdir) if "train/loss" in r}
+
+
+def test_one_run_carried_across_hosts_and_device_counts(data_dir, tmp_path):
+  reference = str(tmp_path / "one_device")
+  expected = train.train_and_evaluate(config_for(data_dir), reference)
+
+  # Two processes of two devices equal one process of four, step for step.
+  four = str(tmp_path / "four")
+  _run(data_dir, four, devices=4, stop_at=2)
+  carried = str(tmp_path / "carried")
+  hosts = _run(data_dir, carried, devices=4, processes=2, stop_at=2)
+  assert hosts["processes"] == 2
+  assert sorted(_losses(carried)) == [1, 2]
+  for step, loss in _losses(four).items():
+    assert _losses(carried)[step] == pytest.approx(loss, rel=1e-6)
+
+  # The sharded checkpoint the two hosts wrote resumes on 8 devices with FSDP,
+  # which holds about 1/8 of the state per device ...
+  fsdp = _run(data_dir, carried, devices=8, stop_at=4, fsdp=True)
+  assert fsdp["state_bytes"] < fsdp["replicated_bytes"] / 6
+
+  # ... whose checkpoint resumes on one device, to the end.
+  final = _run(data_dir, carried, devices=1)
+  losses, reference_losses = _losses(carried), _losses(reference)
+  assert sorted(losses) == sorted(reference_losses) == [1, 2, 3, 4, 5, 6]
+  for step, loss in reference_losses.items():
+    assert losses[step] == pytest.approx(loss, rel=1e-4), step
+  assert final["miou"] == pytest.approx(expected["miou"], abs=1e-3)
