@@ -5,6 +5,7 @@ split, never as an average of per-batch IoUs.
 """
 
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 
@@ -150,8 +151,9 @@ class MetricWriter:
       return
     for name, value in values.items():
       self._writer.add_scalar(name, float(value), step)
-    self._jsonl.write(json.dumps({"step": int(step), **{k: float(v) for k, v in values.items()}}))
-    self._jsonl.write("\n")
+    record = {"step": int(step), **{k: float(v) for k, v in values.items()}}
+    # One write per line, so a process killed mid-write leaves at most a torn last line.
+    self._jsonl.write(json.dumps(record) + "\n")
     self._jsonl.flush()
 
   def image(self, step: int, name: str, image: np.ndarray) -> None:
@@ -166,9 +168,23 @@ class MetricWriter:
 
 
 def read_scalars(workdir: str) -> list[dict]:
-  """The records `MetricWriter` appended to `workdir/scalars.jsonl`, in order."""
-  with open(os.path.join(workdir, "scalars.jsonl")) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  """The records `MetricWriter` appended to `workdir/scalars.jsonl`, in order.
+
+  A resumed run appends the steps after its checkpoint again; the later
+  record of a step is the one that counts. A line torn by a killed process is
+  skipped with a warning.
+  """
+  records = []
+  path = os.path.join(workdir, "scalars.jsonl")
+  with open(path) as f:
+    for number, line in enumerate(f, 1):
+      if not line.strip():
+        continue
+      try:
+        records.append(json.loads(line))
+      except json.JSONDecodeError:
+        logging.warning("%s line %d is incomplete (a killed run?); skipped", path, number)
+  return records
 
 
 def confusion_image(confusion: np.ndarray, class_names: Sequence[str], cell: int = 36):

@@ -278,7 +278,8 @@ def train_and_evaluate(
   )
 
   # The same few validation examples, drawn with their predictions at every evaluation.
-  pictures = pipeline.eval_examples(config, spec, builder, config.num_pictures)
+  if config.num_pictures:
+    pictures = pipeline.eval_examples(config, spec, builder, config.num_pictures)
   p_predict = jax.jit(
     lambda state, images: jnp.argmax(
       model.apply(
@@ -400,7 +401,7 @@ def train_and_evaluate(
     ckpt.wait_until_finished()
     ckpt.close()
     writer.close()
-  if stopped_by is not None:
+  if stopped_by is not None and step < config.num_train_steps:
     if is_main:
       print(
         f"Stopped by {stopped_by} after step {step}; checkpoint saved in {ckpt.directory}. "
