@@ -3,13 +3,15 @@ against one process, and one run carried across 2x2, 8 (FSDP) and 1 devices."""
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
-from jaxseg import metrics, train
+from jaxseg import distributed, metrics, train
 from tests.helpers import tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -127,3 +129,45 @@ def test_one_run_carried_across_hosts_and_device_counts(data_dir, tmp_path):
   for step, loss in reference_losses.items():
     assert losses[step] == pytest.approx(loss, rel=1e-4), step
   assert final["miou"] == pytest.approx(expected["miou"], abs=1e-3)
+
+
+def test_initialize_joins_only_when_the_launch_names_several_processes(monkeypatch):
+  calls = []
+  monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda **kw: calls.append(kw))
+  monkeypatch.setattr(distributed.jax.config, "update", lambda *a: calls.append(a))
+  monkeypatch.setattr(distributed, "_cluster_detected", lambda: False)
+  for variable in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+    monkeypatch.delenv(variable, raising=False)
+  assert not distributed.initialize() and not calls  # A laptop: nothing to join.
+  assert not distributed.initialize(num_processes=1) and not calls
+  monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1234")
+  monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+  assert distributed.initialize(process_id=1)
+  assert calls == [
+    ("jax_cpu_collectives_implementation", "gloo"),
+    {"coordinator_address": "127.0.0.1:1234", "num_processes": 2, "process_id": 1},
+  ]
+
+
+def _wait_for(condition) -> None:
+  for _ in range(100):
+    if condition():
+      return
+    time.sleep(0.01)
+
+
+def test_first_signal_requests_a_stop_and_a_second_ctrl_c_interrupts():
+  before = signal.getsignal(signal.SIGTERM)
+  stop = distributed.StopRequest()
+  stop.install()
+  try:
+    assert not stop.requested
+    os.kill(os.getpid(), signal.SIGTERM)
+    _wait_for(lambda: stop.requested)
+    assert stop.signal_name == "SIGTERM"
+    with pytest.raises(KeyboardInterrupt):
+      os.kill(os.getpid(), signal.SIGINT)
+      _wait_for(lambda: False)
+  finally:
+    stop.uninstall()
+  assert signal.getsignal(signal.SIGTERM) is before
