@@ -33,12 +33,29 @@ mesh = sharding.make_mesh(config)
 _, _, _, abstract, shardings = train_state.build(config, 5, mesh)
 replicated = jax.tree.map(lambda _: sharding.replicated(mesh), abstract)
 result = train.train_and_evaluate(config, args["workdir"], stop_at_step=args["stop_at"])
+restored_onto = []
+if args.get("restore_onto"):  # The checkpoint just written, onto meshes of fewer devices.
+  import numpy as np
+  from jaxseg import checkpoint
+  ckpt = train_state.checkpointer(config, args["workdir"])
+  step = ckpt.latest_step()
+  here = ckpt.restore(step, checkpoint.abstract_with_shardings(abstract, shardings))
+  for n in args["restore_onto"]:
+    small = jax.sharding.Mesh(np.array(jax.devices()[:n]), (sharding.DATA_AXIS,))
+    _, _, _, abstract_n, shardings_n = train_state.build(config, 5, small)
+    there = ckpt.restore(step, checkpoint.abstract_with_shardings(abstract_n, shardings_n))
+    for a, b in zip(jax.tree.leaves(here), jax.tree.leaves(there), strict=True):
+      assert len(b.sharding.device_set) == n
+      np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    restored_onto.append(n)
+  ckpt.close()
 if jax.process_index() == 0:
   print("RESULT " + json.dumps({
     "processes": jax.process_count(),
     "state_bytes": sharding.bytes_per_device(abstract, shardings),
     "replicated_bytes": sharding.bytes_per_device(abstract, replicated),
     "miou": result.get("miou"),
+    "restored_onto": restored_onto,
   }))
 """
 
@@ -60,7 +77,9 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _run(data_dir, workdir, *, devices, processes=1, stop_at=None, fsdp=False) -> dict:
+def _run(
+  data_dir, workdir, *, devices, processes=1, stop_at=None, fsdp=False, restore_onto=()
+) -> dict:
   """Runs `processes` processes of `devices // processes` CPU devices each."""
   args = {
     "data_dir": data_dir,
@@ -68,6 +87,7 @@ def _run(data_dir, workdir, *, devices, processes=1, stop_at=None, fsdp=False) -
     "devices": devices,
     "stop_at": stop_at,
     "fsdp": fsdp,
+    "restore_onto": list(restore_onto),
   }
   env = dict(os.environ, PYTHONPATH=ROOT)
   env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices // processes}"
@@ -118,9 +138,11 @@ def test_one_run_carried_across_hosts_and_device_counts(data_dir, tmp_path):
     assert _losses(carried)[step] == pytest.approx(loss, rel=1e-6)
 
   # The sharded checkpoint the two hosts wrote resumes on 8 devices with FSDP,
-  # which holds about 1/8 of the state per device ...
-  fsdp = _run(data_dir, carried, devices=8, stop_at=4, fsdp=True)
+  # which holds about 1/8 of the state per device; what it saves restores
+  # exactly onto 1, 2 and 4 devices ...
+  fsdp = _run(data_dir, carried, devices=8, stop_at=4, fsdp=True, restore_onto=(1, 2, 4))
   assert fsdp["state_bytes"] < fsdp["replicated_bytes"] / 6
+  assert fsdp["restored_onto"] == [1, 2, 4]
 
   # ... whose checkpoint resumes on one device, to the end.
   final = _run(data_dir, carried, devices=1)
