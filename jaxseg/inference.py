@@ -26,14 +26,15 @@ from jaxseg.data import augment
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
 
+def forward_logits(model, variables, images: jax.Array) -> jax.Array:
+  """The model's float32 logits `[N, h, w, C]` for a uint8 batch `[N, h, w, 3]`."""
+  out = model.apply(variables, augment.normalize(images), train=False)["logits"]
+  return out.astype(jnp.float32)
+
+
 def make_predict_fn(model, variables) -> PredictFn:
   """A jitted `uint8 [N, h, w, 3] -> float32 [N, h, w, C]` logits function."""
-
-  @jax.jit
-  def run(images):
-    out = model.apply(variables, augment.normalize(images), train=False)["logits"]
-    return out.astype(jnp.float32)
-
+  run = jax.jit(lambda images: forward_logits(model, variables, images))
   return lambda images: np.asarray(run(jnp.asarray(images)))
 
 

@@ -187,6 +187,28 @@ def _check_finite(step: int, step_metrics: dict) -> None:
     )
 
 
+def jit_train_step(config, model, tx, mesh, state_sharding, *, num_classes, ignore_label):
+  """`train_step` compiled for the mesh: state donated, metrics replicated.
+
+  The one the training loop runs and `jaxseg.benchmark` times.
+  """
+  step = functools.partial(
+    train_step,
+    model=model,
+    tx=tx,
+    rng=jax.random.fold_in(jax.random.key(config.seed), 1),
+    config=config,
+    ignore_label=ignore_label,
+    num_classes=num_classes,
+  )
+  return jax.jit(
+    step,
+    in_shardings=(state_sharding, sharding.batch_sharding(mesh)),
+    out_shardings=(state_sharding, sharding.replicated(mesh)),
+    donate_argnums=0,
+  )
+
+
 def train_and_evaluate(
   config: ml_collections.ConfigDict, workdir: str, *, stop_at_step: int | None = None
 ) -> dict:
@@ -225,7 +247,6 @@ def train_and_evaluate(
       f"{spec.num_classes} non-negative weights (or () for none)"
     )
   model, tx, init_state, abstract_state, state_sharding = build(config, spec.num_classes, mesh)
-  train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
 
   # State: restored from the latest checkpoint, or freshly initialised.
   ckpt = checkpointer(config, workdir)
@@ -254,19 +275,14 @@ def train_and_evaluate(
 
   # Compiled steps.
   batch_sharding = sharding.batch_sharding(mesh)
-  p_train_step = jax.jit(
-    functools.partial(
-      train_step,
-      model=model,
-      tx=tx,
-      rng=train_rng,
-      config=config,
-      ignore_label=spec.ignore_label,
-      num_classes=spec.num_classes,
-    ),
-    in_shardings=(state_sharding, batch_sharding),
-    out_shardings=(state_sharding, sharding.replicated(mesh)),
-    donate_argnums=0,
+  p_train_step = jit_train_step(
+    config,
+    model,
+    tx,
+    mesh,
+    state_sharding,
+    num_classes=spec.num_classes,
+    ignore_label=spec.ignore_label,
   )
   p_eval_step = jax.jit(
     functools.partial(
