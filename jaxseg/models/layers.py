@@ -14,6 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from jaxseg.models import fast_ops
+
 Dtype = Any
 
 # torchvision's ResNet/VGG initialisation: He normal over fan-out.
@@ -30,8 +32,9 @@ class Conv(nn.Module):
   torchvision's layers use), so strided convolutions sample the same pixels as
   the PyTorch reference networks whose weights jaxseg imports; `padding` can
   instead be an explicit amount, or TensorFlow's `"SAME"` / `"VALID"`. 1×1
-  stride-1 convolutions run as a matrix multiplication, which the CPU backend
-  executes faster than a convolution, with the same `kernel` parameter.
+  convolutions run as a matrix multiplication, which the CPU backend executes
+  faster than a convolution, with the same `kernel` parameter; on CPU, stride-1
+  convolutions compute their weight gradient as a matmul (`fast_ops`).
 
   Attributes:
     features: output channels.
@@ -62,10 +65,33 @@ class Conv(nn.Module):
     shape = (k, k, x.shape[-1] // self.groups, self.features)
     kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    if k == 1 and self.groups == 1 and self.padding in (None, 0, "SAME", "VALID"):
+    same = self.padding is None or self.padding == self.dilation * (k - 1) // 2
+    if (
+      k > 1
+      and self.groups == 1
+      and self.strides == 1
+      and same
+      and self.dilation >= max(x.shape[1:3])
+    ):
+      # Every off-centre tap reads only padding (ASPP's large rates on small
+      # maps): the convolution is exactly its centre tap, a 1×1.
+      kernel, k = kernel[k // 2 : k // 2 + 1, k // 2 : k // 2 + 1], 1
+    # On CPU, fast_ops' formulations (same results, faster bf16).
+    cpu = jax.default_backend() == "cpu"
+    bf16_cpu = cpu and self.dtype == jnp.bfloat16
+    if k == 1 and self.groups == 1 and (same or self.padding in (0, "SAME", "VALID")):
       if self.strides > 1:
         x = x[:, :: self.strides, :: self.strides]
-      y = jnp.einsum("nhwc,cd->nhwd", x, kernel[0, 0])
+      y = fast_ops.matmul(x, kernel[0, 0]) if cpu else jnp.einsum("nhwc,cd->nhwd", x, kernel[0, 0])
+    elif (
+      bf16_cpu
+      and x.shape[-1] >= fast_ops.ROWS_MIN_CHANNELS
+      and k % 2 == 1
+      and self.groups == 1
+      and self.strides == 1
+      and same
+    ):
+      y = fast_ops.bf16_conv(x, kernel, self.dilation)
     else:
       if isinstance(self.padding, str):
         padding = self.padding

@@ -173,3 +173,16 @@ def test_separable_conv_parameters():
   params = variables["params"]
   assert params["depthwise"]["kernel"].shape == (3, 3, 1, 4)
   assert params["pointwise"]["kernel"].shape == (1, 1, 4, 8)
+
+
+def test_rate_beyond_the_map_is_its_centre_tap_exactly(tf):
+  # ASPP's rate 36 on a 32×32 map: every other tap reads padding.
+  x = np.random.default_rng(3).normal(size=(2, 5, 7, 4)).astype(np.float32)
+  conv = layers.Conv(3, 3, dilation=8)
+  variables, ours = _apply(conv, x)
+  kernel = np.asarray(variables["params"]["kernel"])
+  assert kernel.shape == (3, 3, 4, 3)  # The parameter keeps its shape.
+  theirs = tf.nn.atrous_conv2d(x, kernel, rate=8, padding="SAME").numpy()
+  np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+  grad = jax.grad(lambda v: jnp.sum(conv.apply(v, x) ** 2))(variables)["params"]["kernel"]
+  assert np.all(np.asarray(grad)[1, 1] != 0) and np.all(np.asarray(grad)[0] == 0)
