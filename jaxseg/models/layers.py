@@ -33,8 +33,8 @@ class Conv(nn.Module):
   the PyTorch reference networks whose weights jaxseg imports; `padding` can
   instead be an explicit amount, or TensorFlow's `"SAME"` / `"VALID"`. 1×1
   convolutions run as a matrix multiplication, which the CPU backend executes
-  faster than a convolution, with the same `kernel` parameter; on CPU, stride-1
-  convolutions compute their weight gradient as a matmul (`fast_ops`).
+  faster than a convolution, with the same `kernel` parameter; in bfloat16 on
+  CPU, 1×1 and wide k×k convolutions run as bf16 matmuls (`fast_ops`).
 
   Attributes:
     features: output channels.
@@ -76,13 +76,15 @@ class Conv(nn.Module):
       # Every off-centre tap reads only padding (ASPP's large rates on small
       # maps): the convolution is exactly its centre tap, a 1×1.
       kernel, k = kernel[k // 2 : k // 2 + 1, k // 2 : k // 2 + 1], 1
-    # On CPU, fast_ops' formulations (same results, faster bf16).
-    cpu = jax.default_backend() == "cpu"
-    bf16_cpu = cpu and self.dtype == jnp.bfloat16
+    # bfloat16 on CPU: fast_ops' formulations reach the bf16 units.
+    bf16_cpu = jax.default_backend() == "cpu" and self.dtype == jnp.bfloat16
     if k == 1 and self.groups == 1 and (same or self.padding in (0, "SAME", "VALID")):
       if self.strides > 1:
         x = x[:, :: self.strides, :: self.strides]
-      y = fast_ops.matmul(x, kernel[0, 0]) if cpu else jnp.einsum("nhwc,cd->nhwd", x, kernel[0, 0])
+      if bf16_cpu:
+        y = fast_ops.matmul(x, kernel[0, 0])
+      else:
+        y = jnp.einsum("nhwc,cd->nhwd", x, kernel[0, 0])
     elif (
       bf16_cpu
       and x.shape[-1] >= fast_ops.ROWS_MIN_CHANNELS

@@ -141,7 +141,8 @@ def _conv_dilations(model, x) -> set[int]:
 
 
 def test_deeplab_rates_follow_output_stride():
-  x = jnp.zeros((1, 64, 64, 3))
+  # Large enough that no rate exceeds the feature map (those run as 1×1).
+  x = jnp.zeros((1, 320, 320, 3))
   for output_stride, rates in ((16, {6, 12, 18}), (8, {12, 24, 36})):
     model = deeplab._tiny(num_classes=3, output_stride=output_stride, rates=None, multi_grid=None)
     assert rates <= _conv_dilations(model, x)
