@@ -66,8 +66,8 @@ def state_shardings(abstract_state: Any, mesh: Mesh, config: ml_collections.Conf
 
 
 def bytes_per_device(tree: Any, shardings: Any) -> int:
-  """The most bytes of `tree` (arrays or shapes) that any one device holds
-  under `shardings` (a matching tree)."""
+  """The bytes of `tree` (arrays or shapes) that one device holds under
+  `shardings` (a matching tree; every device holds an equal shard)."""
 
   def leaf_bytes(x, s):
     return math.prod(s.shard_shape(x.shape)) * np.dtype(x.dtype).itemsize
