@@ -350,7 +350,8 @@ def train_and_evaluate(
     mininterval=2.0,
     dynamic_ncols=True,
   )
-  pending = None  # The previous step's metrics, checked one step late to keep the device busy.
+  # The previous step's metrics and stop flag, read one step late to keep the device busy.
+  pending = pending_stop = None
   t_loop = time.perf_counter()
   history, t_log, step_log = [], t_loop, start_step
   stop = distributed.StopRequest()
@@ -361,14 +362,14 @@ def train_and_evaluate(
       host_batch = next(train_iter)
       host_batch["stop"] = np.full(len(host_batch["image"]), stop.requested)
       state, step_metrics = p_train_step(state, sharding.to_global(host_batch, mesh))
-      stop_now = step_metrics.pop("stop")
       if pending is not None:
-        _check_finite(*pending[:2])
+        _check_finite(*pending)
         # A signal seen by any process in the previous step: every process
         # stops after this one.
-        if bool(pending[2]):
+        if bool(pending_stop):
           stopped_by = stop.signal_name or "a signal to another process"
-      pending = (step, step_metrics, stop_now)
+      pending_stop = step_metrics.pop("stop")
+      pending = (step, step_metrics)
       history.append(step_metrics)
       progress.update(1)
       if step == start_step + 1:  # Compilation; keep it out of the throughput figures.
@@ -381,7 +382,7 @@ def train_and_evaluate(
 
       is_last = step == last_step or stopped_by is not None
       if step % config.log_every_steps == 0 or is_last:
-        _check_finite(*pending[:2])
+        _check_finite(*pending)
         means = {k: float(np.mean(v)) for k, v in jax.device_get(_stack(history)).items()}
         elapsed = time.perf_counter() - t_log
         rate = (step - step_log) / elapsed
@@ -397,14 +398,14 @@ def train_and_evaluate(
 
       eval_now = step % config.eval_every_steps == 0 or step == config.num_train_steps
       if eval_now:
-        _check_finite(*pending[:2])
+        _check_finite(*pending)
         result = run_eval(step)
         ckpt.save(step, state, metrics={"miou": result["miou"]}, force=True)
       elif is_last:
-        _check_finite(*pending[:2])
+        _check_finite(*pending)
         ckpt.save(step, state, force=True)
       elif step % config.checkpoint_every_steps == 0:
-        _check_finite(*pending[:2])
+        _check_finite(*pending)
         ckpt.save(step, state)
       if stopped_by is not None:
         break

@@ -57,10 +57,22 @@ def test_gradient_accumulation_gives_the_whole_batch_update(data_dir):
 
 
 def test_gradient_accumulation_with_batchnorm_trains(data_dir):
-  state, step_metrics = _one_step(tiny_config(data_dir, grad_accum_steps=2))
+  config = tiny_config(data_dir, grad_accum_steps=2)
+  state, step_metrics = _one_step(config)
   assert np.isfinite(float(step_metrics["loss"])) and int(state.step) == 1
-  # Running statistics were updated by both micro-batches.
-  assert any(np.any(np.asarray(v) != 0) for v in jax.tree.leaves(state.batch_stats))
+  # Running statistics moved from their initial values, and not to what one
+  # whole-batch update gives: micro-batches bring their own statistics.
+  mesh = sharding.make_mesh(config)
+  initial = train_state.build(config, 5, mesh)[2]().batch_stats
+  whole, _ = _one_step(tiny_config(data_dir))
+  for before, after, once in zip(
+    jax.tree.leaves(initial),
+    jax.tree.leaves(state.batch_stats),
+    jax.tree.leaves(whole.batch_stats),
+    strict=True,
+  ):
+    assert not np.array_equal(np.asarray(after), np.asarray(before))
+    assert not np.array_equal(np.asarray(after), np.asarray(once))
 
 
 def test_batch_that_does_not_split_into_micro_batches_is_refused(data_dir):

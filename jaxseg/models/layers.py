@@ -78,7 +78,7 @@ class Conv(nn.Module):
       kernel, k = kernel[k // 2 : k // 2 + 1, k // 2 : k // 2 + 1], 1
     # bfloat16 on CPU: fast_ops' formulations reach the bf16 units.
     bf16_cpu = jax.default_backend() == "cpu" and self.dtype == jnp.bfloat16
-    if k == 1 and self.groups == 1 and (same or self.padding in (0, "SAME", "VALID")):
+    if k == 1 and self.groups == 1 and (same or self.padding in ("SAME", "VALID")):
       if self.strides > 1:
         x = x[:, :: self.strides, :: self.strides]
       if bf16_cpu:
