@@ -12,7 +12,8 @@ bfloat16 convolution, and a `bfloat16 x bfloat16 -> bfloat16` dot, in float32
 - `bf16_conv` writes a k×k convolution as k matmuls over rows of horizontal
   taps (the input copied k times, not k² as in im2col): 243 vs 216 GFLOP/s
   for XLA's convolution at 128 channels, 417 vs 245 at 256, 654 vs 293 at 512
-  (forward, batch 8); slower below 128 channels, where layers keep XLA's.
+  (forward, batch 8); slower below 128 input channels and for most narrow
+  outputs (`rows_win`), where layers keep XLA's.
 
 In float32 XLA's own convolution is faster than either formulation, and a
 weight gradient computed as an im2col matmul made whole float32 models slower
@@ -99,8 +100,21 @@ def _rows_conv(x: jax.Array, kernel: jax.Array, dilation: int) -> jax.Array:
 ROWS_MIN_CHANNELS = 128
 
 
+def rows_win(height: int, width: int, in_channels: int, out_channels: int) -> bool:
+  """Whether the row-tap matmuls beat XLA's bfloat16 convolution at this shape.
+
+  Measured forward, batch 8: they lose below 128 input channels, and with
+  fewer than 256 output channels unless the map is small and the channels do
+  not shrink (U-Net's 128->64 at 256²: 597 vs 387 ms; 256->128 at 64²: 85 vs
+  66 ms; 128->128 at 32²: 3.8 vs 7.0 ms; 1024->512 at 32²: 148 vs 216 ms).
+  """
+  if in_channels < ROWS_MIN_CHANNELS:
+    return False
+  return out_channels >= 256 or (out_channels >= in_channels and height * width <= 64 * 64)
+
+
 def _conv_any(x: jax.Array, kernel: jax.Array, dilation: int) -> jax.Array:
-  if x.shape[-1] >= ROWS_MIN_CHANNELS:
+  if rows_win(x.shape[1], x.shape[2], x.shape[3], kernel.shape[3]):
     return _rows_conv(x, kernel, dilation)
   return _xla_conv(x, kernel, dilation).astype(x.dtype)
 
@@ -108,10 +122,10 @@ def _conv_any(x: jax.Array, kernel: jax.Array, dilation: int) -> jax.Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def bf16_conv(x: jax.Array, kernel: jax.Array, dilation: int = 1) -> jax.Array:
   """Stride-1, size-preserving convolution (odd square HWIO `kernel`) for
-  bfloat16 operands with at least `ROWS_MIN_CHANNELS` input channels,
-  accumulated in float32 on the CPU's bf16 units as k matmuls over rows of
-  taps. The backward pass: the input gradient the same way (or by XLA's
-  convolution when the output has too few channels), the kernel gradient as k
+  bfloat16 operands, accumulated in float32 on the CPU's bf16 units as k
+  matmuls over rows of taps (layers use it where `rows_win`). The backward
+  pass: the input gradient the same way where `rows_win` (else by XLA's
+  convolution), the kernel gradient as k
   matmuls of the same row taps with the output gradient."""
   return _rows_conv(x, kernel, dilation)
 

@@ -87,7 +87,7 @@ class Conv(nn.Module):
         y = jnp.einsum("nhwc,cd->nhwd", x, kernel[0, 0])
     elif (
       bf16_cpu
-      and x.shape[-1] >= fast_ops.ROWS_MIN_CHANNELS
+      and fast_ops.rows_win(*x.shape[1:], self.features)
       and k % 2 == 1
       and self.groups == 1
       and self.strides == 1
@@ -148,7 +148,11 @@ class ConvTranspose(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     n, h, w, _ = x.shape
-    if k == s:
+    if k == s and jax.default_backend() == "cpu" and self.dtype == jnp.bfloat16:
+      # The same product as the einsum below, as a bf16 dot (see fast_ops).
+      y = fast_ops.matmul(x, kernel.transpose(2, 0, 1, 3).reshape(x.shape[-1], -1))
+      y = y.reshape(n, h, w, s, s, -1).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, -1)
+    elif k == s:
       y = jnp.einsum("nhwc,pqcd->nhpwqd", x, kernel).reshape(n, h * s, w * s, -1)
     elif k == 2 * s:
       # Each input pixel writes a 2s×2s patch; split it into 2×2 quadrants of

@@ -43,11 +43,27 @@ def test_bf16_matmul_and_its_gradients_equal_float32():
   np.testing.assert_allclose(f32, jnp.einsum("nhwc,cd->nhwd", x, w), rtol=1e-5, atol=1e-4)
 
 
-def test_bfloat16_conv_layer_takes_the_fast_path_and_matches_float32():
-  x = jax.random.normal(jax.random.key(0), (1, 8, 8, 128))
-  conv = layers.Conv(16, 3, dilation=2, dtype=jnp.bfloat16)
+@pytest.mark.parametrize("in_channels,features,fast", [(128, 256, True), (128, 16, False)])
+def test_bfloat16_conv_layer_takes_the_fast_path_where_it_wins_and_matches_float32(
+  in_channels, features, fast
+):
+  x = jax.random.normal(jax.random.key(0), (1, 8, 8, in_channels))
+  conv = layers.Conv(features, 3, dilation=2, dtype=jnp.bfloat16)
   variables = conv.init(jax.random.key(1), x)
   jaxpr = str(jax.make_jaxpr(lambda x: conv.apply(variables, x))(x))
-  assert "conv_general_dilated" not in jaxpr and "preferred_element_type=float32" in jaxpr
-  plain = layers.Conv(16, 3, dilation=2).apply(variables, x)
+  assert ("conv_general_dilated" not in jaxpr) == fast
+  assert ("preferred_element_type=float32" in jaxpr) == fast
+  plain = layers.Conv(features, 3, dilation=2).apply(variables, x)
   assert _rel(conv.apply(variables, x), plain) < 1e-2
+
+
+def test_bfloat16_up_convolution_is_a_bf16_dot_and_matches_float32():
+  x = jax.random.normal(jax.random.key(0), (2, 5, 6, 16))
+  up = layers.ConvTranspose(8, 2, 2, use_bias=True, dtype=jnp.bfloat16)
+  variables = up.init(jax.random.key(1), x)
+  variables = jax.tree.map(lambda v: v + 0.1, variables)  # a non-zero bias
+  jaxpr = str(jax.make_jaxpr(lambda x: up.apply(variables, x))(x))
+  assert "preferred_element_type=float32" in jaxpr
+  ours = up.apply(variables, x)
+  assert ours.dtype == jnp.bfloat16 and ours.shape == (2, 10, 12, 8)
+  assert _rel(ours, layers.ConvTranspose(8, 2, 2, use_bias=True).apply(variables, x)) < 1e-2
