@@ -20,6 +20,7 @@ def get_config(name: str, arg: str) -> ml_collections.ConfigDict:
       "low_level_features": 16,
       "decoder_features": 64,
       "remat": False,
+      "backbone_weights": "",  # See configs/default.py.
     }
   )
   if name == "deeplabv3":

@@ -19,6 +19,7 @@ def get_config(name: str, arg: str) -> ml_collections.ConfigDict:
       "batch_norm": True,
       "fc_features": 256,
       "dropout_rate": 0.5,
+      "backbone_weights": "",  # VGG16 (VGG16-BN with batch_norm) from ImageNet.
     }
   )
   if model == "paper":

@@ -12,6 +12,11 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
+  # Fine-tune from another jaxseg run: its workdir (latest checkpoint) or one
+  # checkpoint directory. Arrays whose shapes differ (a classifier for other
+  # classes) keep their random initialisation; takes precedence over
+  # model.backbone_weights. Only a fresh run reads it; a resumed one continues.
+  config.init_from = ""
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "synthetic_shapes"  # A key of jaxseg.data.DATASETS.
@@ -38,6 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.backbone_width = 16
   config.model.head_channels = 64
   config.model.aux_channels = 32
+  # An ImageNet backbone to start from: a torchvision/timm .pth or .safetensors
+  # file, or one written by `python -m jaxseg.convert` ("": random init).
+  config.model.backbone_weights = ""
   # Recompute backbone activations in the backward pass: less activation memory
   # for about one more forward pass of compute (ResNet backbones).
   config.model.remat = False

@@ -15,7 +15,9 @@ from configs import _datasets, default
 def get_config(arg: str = ""):
   model, dataset = _datasets.parse_arg(arg, "segnet.py", ("paper",))
   config = default.get_config()
-  config.model = ml_collections.ConfigDict({"name": "segnet", "width_divisor": 4})
+  config.model = ml_collections.ConfigDict(
+    {"name": "segnet", "width_divisor": 4, "backbone_weights": ""}
+  )
   if model == "paper":
     config.model.width_divisor = 1
   config.num_train_steps = 3000

@@ -11,9 +11,11 @@ latest `keep` checkpoints are kept, plus the best by validation mIoU.
 """
 
 import logging
+import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
@@ -24,7 +26,9 @@ class _QuietUntrackedSaves(logging.Filter):
   """Interval saves carry no metrics by design; Orbax warns about each one."""
 
   def filter(self, record: logging.LogRecord) -> bool:
-    return "did not provide metrics" not in record.getMessage()
+    message = record.getMessage()
+    # Reading one item of a step (`read_variables`) finds no step metadata there.
+    return "did not provide metrics" not in message and "_CHECKPOINT_METADATA" not in message
 
 
 logging.getLogger("absl").addFilter(_QuietUntrackedSaves())
@@ -97,3 +101,38 @@ def abstract_with_shardings(tree: Any, shardings: Any) -> Any:
   return jax.tree.map(
     lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
   )
+
+
+def _step_directory(path: str) -> str:
+  """The step directory `path` names: a run's workdir or its `checkpoints`
+  directory (the latest step), or one step's directory."""
+  path = os.path.abspath(os.path.expanduser(path))
+  if os.path.isdir(os.path.join(path, "state")):
+    return path
+  root = (
+    os.path.join(path, "checkpoints") if os.path.isdir(os.path.join(path, "checkpoints")) else path
+  )
+  steps = [int(d) for d in os.listdir(root) if d.isdigit()] if os.path.isdir(root) else []
+  steps = [s for s in steps if os.path.isdir(os.path.join(root, str(s), "state"))]
+  if not steps:
+    raise FileNotFoundError(
+      f"{path!r} is neither a jaxseg workdir, its checkpoints directory, nor one checkpoint "
+      "(a directory with a 'state' subdirectory)"
+    )
+  return os.path.join(root, str(max(steps)))
+
+
+def read_variables(path: str) -> tuple[dict[str, Any], str]:
+  """The model variables (`params` and `batch_stats`, as numpy arrays) of a
+  checkpoint, without the optimizer state; any mesh, no target needed.
+
+  Returns `(variables, step_directory)`.
+  """
+  directory = _step_directory(path)
+  item = os.path.join(directory, "state")
+  reader = ocp.PyTreeCheckpointer()
+  tree = reader.metadata(item).item_metadata.tree
+  subset = {k: tree[k] for k in ("params", "batch_stats") if k in tree}
+  restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), subset)
+  args = ocp.args.PyTreeRestore(item=subset, restore_args=restore_args, partial_restore=True)
+  return reader.restore(item, args=args), directory

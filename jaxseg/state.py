@@ -1,6 +1,7 @@
 """The train state: what it holds, how it is initialised and laid out on the mesh."""
 
 import functools
+import logging
 import os
 from typing import Any
 
@@ -8,10 +9,11 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import linen as nn
 
-from jaxseg import checkpoint, sharding
+from jaxseg import checkpoint, pretrained, sharding
 from jaxseg.models import create_model
 
 
@@ -80,8 +82,66 @@ def build(config: ml_collections.ConfigDict, num_classes: int, mesh):
   )
   abstract_state = jax.eval_shape(init_fn, init_rng)
   state_sharding = sharding.state_shardings(abstract_state, mesh, config)
-  init_state = lambda: jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
+
+  def init_state() -> TrainState:
+    values, summary = initial_values(config, abstract_state)  # Checked before compiling.
+    state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
+    if values:
+      state = _with_values(state, values, state_sharding)
+      logging.info("%s", summary)
+      if jax.process_index() == 0:
+        print(summary)
+    return state
+
   return model, tx, init_state, abstract_state, state_sharding
+
+
+def initial_values(config: ml_collections.ConfigDict, abstract_state: TrainState):
+  """The arrays a fresh run starts from instead of random ones, checked
+  against the model: `config.init_from` (another jaxseg run's checkpoint;
+  arrays whose shapes differ, e.g. a classifier for other classes, keep their
+  random initialisation), else `config.model.backbone_weights` (an ImageNet
+  backbone, `jaxseg.pretrained`).
+
+  Returns `(values, summary)`: full paths ("params/backbone/conv1/kernel") to
+  numpy arrays, and a line for the log; `({}, "")` for a run from scratch.
+  """
+  abstract = {"params": abstract_state.params, "batch_stats": abstract_state.batch_stats}
+  if config.get("init_from"):
+    variables, directory = checkpoint.read_variables(config.init_from)
+    found, target = pretrained.flatten(variables), pretrained.flatten(abstract)
+    source = f"config.init_from={config.init_from!r} ({directory})"
+    reinit = [k for k in target if k in found and found[k].shape != target[k].shape]
+    pretrained.check_fits(
+      {k: v for k, v in found.items() if k not in reinit},
+      {k: v for k, v in target.items() if k not in reinit},
+      source,
+    )
+    values = {k: v for k, v in found.items() if k not in reinit}
+    summary = f"Initialised from {directory}: {len(values)} of {len(target)} arrays"
+    if reinit:
+      changed = [f"{k} {found[k].shape}->{target[k].shape}" for k in reinit]
+      summary += f"; re-initialised, shapes differ: {', '.join(changed)}"
+    return values, summary
+  if config.model.get("backbone_weights"):
+    return pretrained.backbone_values(config.model, abstract)
+  return {}, ""
+
+
+def _with_values(state: TrainState, values: dict, shardings: TrainState) -> TrainState:
+  """`state` with the arrays at `values`' paths replaced, in their shardings."""
+
+  def replace(path, leaf, leaf_sharding):
+    key = "/".join(str(getattr(p, "key", p)) for p in path)
+    if key not in values:
+      return leaf
+    value = np.asarray(values[key], leaf.dtype)
+    return jax.make_array_from_callback(value.shape, leaf_sharding, lambda index: value[index])
+
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  variable_shardings = {"params": shardings.params, "batch_stats": shardings.batch_stats}
+  new = jax.tree_util.tree_map_with_path(replace, variables, variable_shardings)
+  return state.replace(params=new["params"], batch_stats=new["batch_stats"])
 
 
 def check_batch_layout(config: ml_collections.ConfigDict, mesh) -> None:

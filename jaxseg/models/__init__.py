@@ -32,6 +32,7 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modu
   """Builds the model `config.model` describes, checking every key first."""
   kwargs = dict(config.model)
   name = kwargs.pop("name")
+  kwargs.pop("backbone_weights", None)  # Read by `jaxseg.state`, not a model attribute.
   if name not in MODELS:
     raise ValueError(f"config.model.name={name!r} is not a known model; known: {sorted(MODELS)}")
   cls = MODELS[name]

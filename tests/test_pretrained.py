@@ -1,0 +1,485 @@
+"""ImageNet backbones from torchvision/timm files, `jaxseg.convert`, `config.init_from`.
+
+The tests marked `torchvision` compare with torchvision's own forward pass;
+they skip when torch is not installed (`pip install -r requirements-convert.txt`).
+The others write state dicts in torchvision's names and OIHW layout with numpy.
+"""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from jaxseg import checkpoint, pretrained, train
+from jaxseg.models import resnet, vgg
+from tests.helpers import tiny_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _torchvision_resnet(stage_sizes, bottleneck: bool, width: int, seed: int = 0) -> dict:
+  """A random state dict with torchvision's ResNet names and shapes (`width`
+  channels in the first stage instead of 64), ImageNet classifier included."""
+  rng = np.random.default_rng(seed)
+  state = {}
+
+  def conv(name, cout, cin, k):
+    state[f"{name}.weight"] = rng.normal(0, (2 / (cin * k * k)) ** 0.5, (cout, cin, k, k))
+
+  def bn(name, c):
+    state[f"{name}.weight"] = rng.uniform(0.5, 1.5, c)
+    state[f"{name}.bias"] = rng.uniform(-0.5, 0.5, c)
+    state[f"{name}.running_mean"] = rng.uniform(-0.5, 0.5, c)
+    state[f"{name}.running_var"] = rng.uniform(0.5, 1.5, c)
+    state[f"{name}.num_batches_tracked"] = np.array(7, np.int64)
+
+  conv("conv1", width, 3, 7)
+  bn("bn1", width)
+  cin, expansion = width, 4 if bottleneck else 1
+  for i, blocks in enumerate(stage_sizes):
+    planes = width * 2**i
+    for j in range(blocks):
+      p = f"layer{i + 1}.{j}"
+      if bottleneck:
+        shapes = [(planes, cin, 1), (planes, planes, 3), (planes * 4, planes, 1)]
+      else:
+        shapes = [(planes, cin, 3), (planes, planes, 3)]
+      for n, (co, ci, k) in enumerate(shapes, 1):
+        conv(f"{p}.conv{n}", co, ci, k)
+        bn(f"{p}.bn{n}", co)
+      if j == 0 and (i > 0 or cin != planes * expansion):
+        conv(f"{p}.downsample.0", planes * expansion, cin, 1)
+        bn(f"{p}.downsample.1", planes * expansion)
+      cin = planes * expansion
+  state["fc.weight"] = rng.normal(size=(10, cin))
+  state["fc.bias"] = np.zeros(10)
+  return {k: v if v.dtype == np.int64 else v.astype(np.float32) for k, v in state.items()}
+
+
+def _torchvision_vgg(batch_norm: bool) -> dict:
+  """Zeros with torchvision's VGG16(-BN) names and shapes (for shape checks)."""
+  state, index, cin = {}, 0, 3
+  for v in vgg.VGG16_CHANNELS:
+    if v == "M":
+      index += 1
+      continue
+    state[f"features.{index}.weight"] = np.zeros((v, cin, 3, 3), np.float32)
+    state[f"features.{index}.bias"] = np.zeros(v, np.float32)
+    if batch_norm:
+      for leaf in ("weight", "bias", "running_mean", "running_var"):
+        state[f"features.{index + 1}.{leaf}"] = np.zeros(v, np.float32)
+      index += 1
+    index, cin = index + 2, v
+  for i, shape in ((0, (4096, 512 * 7 * 7)), (3, (4096, 4096)), (6, (1000, 4096))):
+    state[f"classifier.{i}.weight"] = np.zeros(shape, np.float32)
+    state[f"classifier.{i}.bias"] = np.zeros(shape[0], np.float32)
+  return state
+
+
+def _save(state: dict, path) -> str:
+  save_file(state, str(path))
+  return str(path)
+
+
+def _stem_reference(state: dict, image_nhwc: np.ndarray) -> np.ndarray:
+  """conv1-bn1-relu-maxpool computed from the raw OIHW tensors in NCHW."""
+  x = jnp.asarray(image_nhwc.transpose(0, 3, 1, 2))
+  y = jax.lax.conv_general_dilated(
+    x,
+    jnp.asarray(state["conv1.weight"]),
+    (2, 2),
+    ((3, 3), (3, 3)),
+    dimension_numbers=("NCHW", "OIHW", "NCHW"),
+  )
+  c = lambda k: jnp.asarray(state[f"bn1.{k}"])[None, :, None, None]
+  y = (y - c("running_mean")) / jnp.sqrt(c("running_var") + 1e-5) * c("weight") + c("bias")
+  y = jax.lax.reduce_window(
+    jnp.maximum(y, 0),
+    -jnp.inf,
+    jax.lax.max,
+    (1, 1, 3, 3),
+    (1, 1, 2, 2),
+    ((0, 0), (0, 0), (1, 1), (1, 1)),
+  )
+  return np.asarray(y).transpose(0, 2, 3, 1)
+
+
+def _rel(a, b) -> float:
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def test_torchvision_resnet_file_loads_and_its_stem_computes_the_oihw_convolution(tmp_path):
+  state = _torchvision_resnet((2, 2, 2, 2), bottleneck=False, width=8)
+  flat, arch, unused = pretrained.load(_save(state, tmp_path / "r18.safetensors"))
+  assert arch == "resnet18" and unused == ["fc.bias", "fc.weight"]
+  assert not any("num_batches_tracked" in k for k in flat)
+  np.testing.assert_array_equal(
+    flat["params/layer2/0/downsample/0/kernel"][0, 0],
+    state["layer2.0.downsample.0.weight"][:, :, 0, 0].T,
+  )
+  np.testing.assert_array_equal(
+    flat["batch_stats/layer3/1/bn2/var"], state["layer3.1.bn2.running_var"]
+  )
+  np.testing.assert_array_equal(flat["params/layer3/1/bn2/scale"], state["layer3.1.bn2.weight"])
+  image = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype(np.float32)
+  _, endpoints = resnet.ResNet18(width=8).apply(pretrained.unflatten(flat), image, train=False)
+  assert _rel(endpoints["stem"], _stem_reference(state, image)) < 1e-5
+
+
+def test_vgg_fully_connected_layers_become_fc6_and_fc7_convolutions():
+  rng = np.random.default_rng(0)
+  fc6 = rng.normal(size=(16, 512 * 7 * 7)).astype(np.float32)
+  fc7 = rng.normal(size=(16, 16)).astype(np.float32)
+  flat, unused = pretrained.torch_to_jaxseg(
+    {
+      "classifier.0.weight": fc6,
+      "classifier.0.bias": np.zeros(16, np.float32),
+      "classifier.3.weight": fc7,
+      "classifier.6.weight": np.zeros((10, 16), np.float32),
+    }
+  )
+  assert unused == ["classifier.6.weight"]
+  pool5 = rng.normal(size=(1, 7, 7, 512)).astype(np.float32)
+  conv = jax.lax.conv_general_dilated(
+    pool5, flat["params/fc6/kernel"], (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
+  # torchvision flattens pool5 as [C, H, W] before classifier.0.
+  linear = fc6 @ pool5[0].transpose(2, 0, 1).reshape(-1)
+  assert _rel(conv[0, 0, 0], linear) < 1e-5
+  np.testing.assert_array_equal(flat["params/fc7/kernel"][0, 0], fc7.T)
+
+
+def _model_config(**fields):
+  config = tiny_config("unused").model
+  for k, v in fields.items():
+    config[k] = v
+  return config
+
+
+def _abstract_variables(model_config):
+  from jaxseg.models import create_model
+
+  config = tiny_config("unused")
+  config.model = model_config
+  model = create_model(config, 5)
+  return jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
+  )
+
+
+@pytest.mark.parametrize(
+  "case,message",
+  [
+    ("other_arch", "holds a resnet34; the model's backbone is a resnet18"),
+    ("other_width", "batch_stats/backbone/bn1/mean: (16,) there, (8,) in the model"),
+    ("missing", "missing from it (1): batch_stats/backbone/layer4/1/bn2/var"),
+    ("extra", "not in the model (1): params/backbone/layer4/1/conv3/kernel"),
+    ("deep_stem", "deep-stem ResNet"),
+    ("no_backbone", "model 'unet' has no ImageNet backbone"),
+    ("no_file", "does not exist"),
+  ],
+)
+def test_backbone_mismatches_raise_naming_the_keys(tmp_path, case, message):
+  state = _torchvision_resnet((2, 2, 2, 2), bottleneck=False, width=8)
+  model_config = _model_config()
+  if case == "other_arch":
+    state = _torchvision_resnet((3, 4, 6, 3), bottleneck=False, width=8)
+  elif case == "other_width":
+    state = _torchvision_resnet((2, 2, 2, 2), bottleneck=False, width=16)
+  elif case == "missing":
+    del state["layer4.1.bn2.running_var"]
+  elif case == "extra":
+    state["layer4.1.conv3.weight"] = state["layer4.1.conv2.weight"]
+  elif case == "deep_stem":
+    state["conv1.0.weight"] = state.pop("conv1.weight")
+  elif case == "no_backbone":
+    model_config = _model_config(name="unet")
+  path = _save(state, tmp_path / "weights.safetensors")
+  model_config.backbone_weights = str(tmp_path / "absent.pth") if case == "no_file" else path
+  abstract = {} if case == "no_backbone" else _abstract_variables(model_config)
+  with pytest.raises((ValueError, FileNotFoundError)) as info:
+    pretrained.backbone_values(model_config, abstract)
+  assert message in str(info.value)
+  assert "config.model.backbone_weights=" in str(info.value)
+
+
+@pytest.mark.parametrize(
+  "config_file,arch",
+  [
+    ("psp.py:voc2012", "resnet50"),
+    ("deeplabv3plus.py:resnet101,cityscapes", "resnet101"),
+    ("fcn8s.py:paper", "vgg16"),
+    ("segnet.py:paper", "vgg16_bn"),
+  ],
+)
+def test_paper_configs_take_their_imagenet_backbone(config_file, arch, monkeypatch):
+  """Shapes only (`jax.eval_shape`): the full-size models and torchvision's files."""
+  from jaxseg import config_files, state
+
+  config = config_files.load_config(os.path.join(REPO, "configs", config_file))
+  assert pretrained.model_arch(config.model) == arch
+  if arch.startswith("resnet"):
+    blocks = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}[arch]
+    tensors = _torchvision_resnet(blocks, bottleneck=True, width=64)
+  else:
+    tensors = _torchvision_vgg(batch_norm=arch == "vgg16_bn")
+  monkeypatch.setattr(pretrained, "read_state_dict", lambda path: (tensors, {}))
+  config.model.backbone_weights = f"{arch}.pth"
+  model = state.create_model(config, 21)
+  abstract = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
+  )
+  values, summary = pretrained.backbone_values(config.model, abstract)
+  backbone = pretrained.flatten({k: abstract[k]["backbone"] for k in abstract})
+  assert len(values) == len(backbone) and summary.startswith(f"Backbone {arch} from")
+  assert ("params/backbone/fc6/kernel (the model has no fc6/fc7)" in summary) == (
+    arch == "vgg16_bn"
+  )
+
+
+def test_torch_file_without_torch_says_what_to_install(tmp_path, monkeypatch):
+  path = tmp_path / "resnet18.pth"
+  path.write_bytes(b"not read")
+  monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` raises ImportError.
+  with pytest.raises(ImportError, match=r"requirements-convert\.txt"):
+    pretrained.load(str(path))
+
+
+def test_convert_writes_a_file_jaxseg_loads_without_torch(tmp_path):
+  state = _torchvision_resnet((3, 4, 6, 3), bottleneck=True, width=4)
+  source = _save(state, tmp_path / "resnet50.safetensors")
+  out = tmp_path / "converted.safetensors"
+  run = lambda arch: subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "jaxseg.convert",
+      f"--arch={arch}",
+      f"--input={source}",
+      f"--output={out}",
+    ],
+    capture_output=True,
+    text=True,
+    cwd=REPO,
+  )
+  done = run("resnet50")
+  assert done.returncode == 0, done.stderr
+  assert "resnet50: 265 arrays" in done.stdout and "fc.weight" in done.stdout
+  converted, arch, unused = pretrained.load(str(out))
+  expected, _, _ = pretrained.load(source)
+  assert arch == "resnet50" and unused == [] and converted.keys() == expected.keys()
+  for key, value in expected.items():
+    np.testing.assert_array_equal(converted[key], value)
+  wrong = run("resnet101")
+  assert wrong.returncode != 0 and "holds a resnet50, not the --arch=resnet101" in wrong.stderr
+
+
+def _params(workdir: str) -> dict:
+  return pretrained.flatten(checkpoint.read_variables(workdir)[0]["params"])
+
+
+def test_training_starts_from_the_backbone_file(data_dir, tmp_path, capsys):
+  state = _torchvision_resnet((2, 2, 2, 2), bottleneck=False, width=8)
+  weights = _save(state, tmp_path / "r18.safetensors")
+  # Learning rate 0: the saved parameters are the initial ones.
+  config = tiny_config(
+    data_dir,
+    num_train_steps=1,
+    learning_rate=0.0,
+    end_learning_rate=0.0,
+    eval_every_steps=1,
+    checkpoint_every_steps=1,
+    **{"model.backbone_weights": weights},
+  )
+  train.train_and_evaluate(config, str(tmp_path / "run"))
+  assert "Backbone resnet18 from" in capsys.readouterr().out
+  params = _params(str(tmp_path / "run"))
+  expected, _, _ = pretrained.load(weights)
+  for key, value in expected.items():
+    if key.startswith("params/"):
+      np.testing.assert_array_equal(params["backbone/" + key.removeprefix("params/")], value)
+  assert len([k for k in params if k.startswith("backbone/")]) == len(
+    [k for k in expected if k.startswith("params/")]
+  )
+
+
+def test_init_from_another_run_reinitialises_only_what_changed_shape(data_dir, tmp_path, capsys):
+  first = str(tmp_path / "first")
+  train.train_and_evaluate(tiny_config(data_dir, num_train_steps=2, eval_every_steps=2), first)
+  # A different auxiliary head: its arrays change shape and start fresh.
+  config = tiny_config(
+    data_dir,
+    num_train_steps=1,
+    learning_rate=0.0,
+    end_learning_rate=0.0,
+    eval_every_steps=1,
+    init_from=first,
+    **{"model.aux_channels": 4},
+  )
+  second = str(tmp_path / "second")
+  train.train_and_evaluate(config, second)
+  out = capsys.readouterr().out
+  assert f"Initialised from {first}/checkpoints/2" in out
+  before, after = _params(first), _params(second)
+  changed = {k for k in before if before[k].shape != after[k].shape}
+  assert changed and all(k.startswith("aux_head/") for k in changed)
+  for key in changed:
+    assert f"params/{key} {before[key].shape}->{after[key].shape}" in out
+  for key in before.keys() - changed:
+    np.testing.assert_array_equal(after[key], before[key])
+
+
+def test_init_from_a_different_architecture_raises_naming_the_keys(data_dir, tmp_path):
+  first = str(tmp_path / "first")
+  train.train_and_evaluate(tiny_config(data_dir, num_train_steps=2, eval_every_steps=2), first)
+  config = tiny_config(data_dir, init_from=first, **{"model.aux_channels": 0})
+  with pytest.raises(
+    ValueError, match=r"not in the model \(7\): batch_stats/aux_head/conv/bn/mean"
+  ):
+    train.train_and_evaluate(config, str(tmp_path / "second"))
+  with pytest.raises(FileNotFoundError, match="neither a jaxseg workdir"):
+    train.train_and_evaluate(tiny_config(data_dir, init_from=str(tmp_path)), str(tmp_path / "x"))
+
+
+# --- Parity with torchvision's and timm's own forward passes (torch needed). ---
+
+
+def _randomise_batch_norm(torch, model):
+  """Random BN affine parameters and running statistics, so that BN is not an
+  identity and a mix-up of mean/var/scale/bias shows."""
+  torch.manual_seed(0)
+  with torch.no_grad():
+    for module in model.modules():
+      if isinstance(module, torch.nn.BatchNorm2d):
+        module.weight.uniform_(0.5, 1.5)
+        module.bias.uniform_(-0.5, 0.5)
+        module.running_mean.uniform_(-0.5, 0.5)
+        module.running_var.uniform_(0.5, 1.5)
+  return model.eval()
+
+
+def _dilate_basic_blocks(model) -> None:
+  """torchvision's `replace_stride_with_dilation=[False, True, True]` for
+  ResNet-18/34, whose BasicBlock refuses dilation in its constructor (its
+  convolutions take it): the same rule as torchvision's Bottleneck, the first
+  block of a dilated stage keeping the previous stage's dilation."""
+  previous = 1
+  for stage, dilation in ((model.layer3, 2), (model.layer4, 4)):
+    for j, block in enumerate(stage):
+      d = previous if j == 0 else dilation
+      for conv in (block.conv1, block.conv2):
+        conv.stride, conv.dilation, conv.padding = (1, 1), (d, d), (d, d)
+      if block.downsample is not None:
+        block.downsample[0].stride = (1, 1)
+    previous = dilation
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101"])
+@pytest.mark.parametrize("output_stride", [32, 8])
+def test_resnet_endpoints_equal_torchvision(tmp_path, arch, output_stride):
+  torch = pytest.importorskip(
+    "torch", reason="parity needs torch: pip install -r requirements-convert.txt"
+  )
+  torchvision = pytest.importorskip("torchvision", reason="parity needs torchvision")
+  bottleneck = arch in ("resnet50", "resnet101")
+  dilate = [False, True, True] if output_stride == 8 and bottleneck else None
+  theirs = _randomise_batch_norm(
+    torch, getattr(torchvision.models, arch)(replace_stride_with_dilation=dilate)
+  )
+  if output_stride == 8 and not bottleneck:
+    _dilate_basic_blocks(theirs)
+  path = str(tmp_path / f"{arch}.pth")
+  torch.save(theirs.state_dict(), path)
+  image = np.random.default_rng(0).normal(size=(2, 3, 96, 96)).astype(np.float32)
+  expected = {}
+  with torch.no_grad():
+    x = theirs.maxpool(theirs.relu(theirs.bn1(theirs.conv1(torch.from_numpy(image)))))
+    for i in range(1, 5):
+      x = getattr(theirs, f"layer{i}")(x)
+      expected[f"stride{2 ** (i + 1)}"] = x.numpy().transpose(0, 2, 3, 1)
+  flat, found, _ = pretrained.load(path)
+  assert found == arch
+  ours = resnet.BACKBONES[arch](output_stride=output_stride)
+  _, endpoints = jax.jit(lambda v, x: ours.apply(v, x, train=False))(
+    pretrained.unflatten(flat), image.transpose(0, 2, 3, 1)
+  )
+  worst = max(_rel(endpoints[k], v) for k, v in expected.items())
+  print(f"\n{arch} output stride {output_stride}: max relative difference {worst:.2e}")
+  assert worst <= 1e-4
+
+
+@pytest.mark.parametrize("arch", ["vgg16", "vgg16_bn"])
+def test_vgg_endpoints_equal_torchvision(tmp_path, arch):
+  torch = pytest.importorskip(
+    "torch", reason="parity needs torch: pip install -r requirements-convert.txt"
+  )
+  torchvision = pytest.importorskip("torchvision", reason="parity needs torchvision")
+  theirs = _randomise_batch_norm(torch, getattr(torchvision.models, arch)())
+  path = str(tmp_path / f"{arch}.pth")
+  torch.save(theirs.state_dict(), path)
+  image = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
+  expected, pool = {}, 0
+  with torch.no_grad():
+    x = torch.from_numpy(image)
+    for layer in theirs.features:
+      x = layer(x)
+      if isinstance(layer, torch.nn.MaxPool2d):
+        pool += 1
+        expected[f"pool{pool}"] = x.numpy().transpose(0, 2, 3, 1)
+    # classifier[:5] = fc6, ReLU, Dropout, fc7, ReLU: FCN's fc7 endpoint.
+    expected["fc7"] = theirs.classifier[:5](torch.flatten(theirs.avgpool(x), 1)).numpy()[
+      :, None, None
+    ]
+  flat, found, unused = pretrained.load(path)
+  assert found == arch and unused == ["classifier.6.bias", "classifier.6.weight"]
+  ours = vgg.VGG(batch_norm=arch == "vgg16_bn", fc_features=4096)
+  _, endpoints = jax.jit(lambda v, x: ours.apply(v, x, train=False))(
+    pretrained.unflatten(flat), image.transpose(0, 2, 3, 1)
+  )
+  worst = max(_rel(endpoints[k], v) for k, v in expected.items())
+  print(f"\n{arch}: max relative difference {worst:.2e} (pool1..pool5, fc7)")
+  assert worst <= 1e-4
+
+
+def test_timm_files_load_the_same_way(tmp_path):
+  torch = pytest.importorskip(
+    "torch", reason="parity needs torch: pip install -r requirements-convert.txt"
+  )
+  timm = pytest.importorskip("timm", reason="needs timm")
+  from safetensors.torch import save_file as save_torch
+
+  image = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
+  # timm's VGG keeps fc6/fc7 as convolutions (`pre_logits`); saved as .safetensors.
+  theirs = timm.create_model("vgg16", pretrained=False).eval()
+  path = str(tmp_path / "timm_vgg16.safetensors")
+  save_torch(theirs.state_dict(), path)
+  with torch.no_grad():
+    expected = (
+      theirs.pre_logits(theirs.features(torch.from_numpy(image))).numpy().transpose(0, 2, 3, 1)
+    )
+  flat, arch, unused = pretrained.load(path)
+  assert arch == "vgg16" and unused == ["head.fc.bias", "head.fc.weight"]
+  _, endpoints = vgg.VGG(fc_features=4096).apply(
+    pretrained.unflatten(flat), image.transpose(0, 2, 3, 1), train=False
+  )
+  assert _rel(endpoints["fc7"], expected) <= 1e-4
+  # timm's ResNet names its tensors as torchvision does.
+  theirs = _randomise_batch_norm(torch, timm.create_model("resnet50", pretrained=False))
+  path = str(tmp_path / "timm_resnet50.pth")
+  torch.save(theirs.state_dict(), path)
+  with torch.no_grad():
+    expected = (
+      theirs.forward_features(torch.from_numpy(image[:, :, :96, :96])).numpy().transpose(0, 2, 3, 1)
+    )
+  flat, arch, _ = pretrained.load(path)
+  assert arch == "resnet50"
+  x, _ = resnet.ResNet50().apply(
+    pretrained.unflatten(flat), image[:, :, :96, :96].transpose(0, 2, 3, 1), train=False
+  )
+  assert _rel(x, expected) <= 1e-4
