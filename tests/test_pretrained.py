@@ -5,6 +5,7 @@ they skip when torch is not installed (`pip install -r requirements-convert.txt`
 The others write state dicts in torchvision's names and OIHW layout with numpy.
 """
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -349,137 +350,74 @@ def test_init_from_a_different_architecture_raises_naming_the_keys(data_dir, tmp
 
 # --- Parity with torchvision's and timm's own forward passes (torch needed). ---
 
-
-def _randomise_batch_norm(torch, model):
-  """Random BN affine parameters and running statistics, so that BN is not an
-  identity and a mix-up of mean/var/scale/bias shows."""
-  torch.manual_seed(0)
-  with torch.no_grad():
-    for module in model.modules():
-      if isinstance(module, torch.nn.BatchNorm2d):
-        module.weight.uniform_(0.5, 1.5)
-        module.bias.uniform_(-0.5, 0.5)
-        module.running_mean.uniform_(-0.5, 0.5)
-        module.running_var.uniform_(0.5, 1.5)
-  return model.eval()
+needs_torch = pytest.mark.skipif(
+  importlib.util.find_spec("torchvision") is None or importlib.util.find_spec("timm") is None,
+  reason="parity needs torch, torchvision and timm: pip install -r requirements-convert.txt",
+)
 
 
-def _dilate_basic_blocks(model) -> None:
-  """torchvision's `replace_stride_with_dilation=[False, True, True]` for
-  ResNet-18/34, whose BasicBlock refuses dilation in its constructor (its
-  convolutions take it): the same rule as torchvision's Bottleneck, the first
-  block of a dilated stage keeping the previous stage's dilation."""
-  previous = 1
-  for stage, dilation in ((model.layer3, 2), (model.layer4, 4)):
-    for j, block in enumerate(stage):
-      d = previous if j == 0 else dilation
-      for conv in (block.conv1, block.conv2):
-        conv.stride, conv.dilation, conv.padding = (1, 1), (d, d), (d, d)
-      if block.downsample is not None:
-        block.downsample[0].stride = (1, 1)
-    previous = dilation
+def _torch_reference(tmp_path, model: str, output_stride: int = 32, size: int = 96):
+  """Runs tests/torch_parity.py (in its own process: torchvision crashes in
+  one that has loaded TensorFlow); returns the weights file and the expected
+  endpoints."""
+  done = subprocess.run(
+    [
+      sys.executable,
+      os.path.join(REPO, "tests", "torch_parity.py"),
+      f"--model={model}",
+      f"--output_stride={output_stride}",
+      f"--size={size}",
+      f"--out={tmp_path}",
+    ],
+    capture_output=True,
+    text=True,
+  )
+  assert done.returncode == 0, done.stderr
+  weights = [f for f in os.listdir(tmp_path) if f.startswith("weights.")]
+  return str(tmp_path / weights[0]), dict(np.load(tmp_path / "expected.npz"))
 
 
+def _max_difference(module, weights: str, expected: dict) -> float:
+  flat, _, _ = pretrained.load(weights)
+  image = expected.pop("image")
+  forward = jax.jit(lambda v, x: module.apply(v, x, train=False))
+  last, endpoints = forward(pretrained.unflatten(flat), image)
+  endpoints = {**endpoints, "last": last}
+  return max(_rel(endpoints[k], v) for k, v in expected.items())
+
+
+@needs_torch
 @pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101"])
 @pytest.mark.parametrize("output_stride", [32, 8])
 def test_resnet_endpoints_equal_torchvision(tmp_path, arch, output_stride):
-  torch = pytest.importorskip(
-    "torch", reason="parity needs torch: pip install -r requirements-convert.txt"
-  )
-  torchvision = pytest.importorskip("torchvision", reason="parity needs torchvision")
-  bottleneck = arch in ("resnet50", "resnet101")
-  dilate = [False, True, True] if output_stride == 8 and bottleneck else None
-  theirs = _randomise_batch_norm(
-    torch, getattr(torchvision.models, arch)(replace_stride_with_dilation=dilate)
-  )
-  if output_stride == 8 and not bottleneck:
-    _dilate_basic_blocks(theirs)
-  path = str(tmp_path / f"{arch}.pth")
-  torch.save(theirs.state_dict(), path)
-  image = np.random.default_rng(0).normal(size=(2, 3, 96, 96)).astype(np.float32)
-  expected = {}
-  with torch.no_grad():
-    x = theirs.maxpool(theirs.relu(theirs.bn1(theirs.conv1(torch.from_numpy(image)))))
-    for i in range(1, 5):
-      x = getattr(theirs, f"layer{i}")(x)
-      expected[f"stride{2 ** (i + 1)}"] = x.numpy().transpose(0, 2, 3, 1)
-  flat, found, _ = pretrained.load(path)
-  assert found == arch
-  ours = resnet.BACKBONES[arch](output_stride=output_stride)
-  _, endpoints = jax.jit(lambda v, x: ours.apply(v, x, train=False))(
-    pretrained.unflatten(flat), image.transpose(0, 2, 3, 1)
-  )
-  worst = max(_rel(endpoints[k], v) for k, v in expected.items())
+  weights, expected = _torch_reference(tmp_path, f"torchvision:{arch}", output_stride)
+  assert pretrained.load(weights)[1] == arch  # A .pth, read with torch.load(weights_only=True).
+  worst = _max_difference(resnet.BACKBONES[arch](output_stride=output_stride), weights, expected)
   print(f"\n{arch} output stride {output_stride}: max relative difference {worst:.2e}")
   assert worst <= 1e-4
 
 
+@needs_torch
 @pytest.mark.parametrize("arch", ["vgg16", "vgg16_bn"])
 def test_vgg_endpoints_equal_torchvision(tmp_path, arch):
-  torch = pytest.importorskip(
-    "torch", reason="parity needs torch: pip install -r requirements-convert.txt"
-  )
-  torchvision = pytest.importorskip("torchvision", reason="parity needs torchvision")
-  theirs = _randomise_batch_norm(torch, getattr(torchvision.models, arch)())
-  path = str(tmp_path / f"{arch}.pth")
-  torch.save(theirs.state_dict(), path)
-  image = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
-  expected, pool = {}, 0
-  with torch.no_grad():
-    x = torch.from_numpy(image)
-    for layer in theirs.features:
-      x = layer(x)
-      if isinstance(layer, torch.nn.MaxPool2d):
-        pool += 1
-        expected[f"pool{pool}"] = x.numpy().transpose(0, 2, 3, 1)
-    # classifier[:5] = fc6, ReLU, Dropout, fc7, ReLU: FCN's fc7 endpoint.
-    expected["fc7"] = theirs.classifier[:5](torch.flatten(theirs.avgpool(x), 1)).numpy()[
-      :, None, None
-    ]
-  flat, found, unused = pretrained.load(path)
+  weights, expected = _torch_reference(tmp_path, f"torchvision:{arch}", size=224)
+  _, found, unused = pretrained.load(weights)
   assert found == arch and unused == ["classifier.6.bias", "classifier.6.weight"]
-  ours = vgg.VGG(batch_norm=arch == "vgg16_bn", fc_features=4096)
-  _, endpoints = jax.jit(lambda v, x: ours.apply(v, x, train=False))(
-    pretrained.unflatten(flat), image.transpose(0, 2, 3, 1)
-  )
-  worst = max(_rel(endpoints[k], v) for k, v in expected.items())
+  module = vgg.VGG(batch_norm=arch == "vgg16_bn", fc_features=4096)
+  worst = _max_difference(module, weights, expected)
   print(f"\n{arch}: max relative difference {worst:.2e} (pool1..pool5, fc7)")
   assert worst <= 1e-4
 
 
+@needs_torch
 def test_timm_files_load_the_same_way(tmp_path):
-  torch = pytest.importorskip(
-    "torch", reason="parity needs torch: pip install -r requirements-convert.txt"
-  )
-  timm = pytest.importorskip("timm", reason="needs timm")
-  from safetensors.torch import save_file as save_torch
-
-  image = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
   # timm's VGG keeps fc6/fc7 as convolutions (`pre_logits`); saved as .safetensors.
-  theirs = timm.create_model("vgg16", pretrained=False).eval()
-  path = str(tmp_path / "timm_vgg16.safetensors")
-  save_torch(theirs.state_dict(), path)
-  with torch.no_grad():
-    expected = (
-      theirs.pre_logits(theirs.features(torch.from_numpy(image))).numpy().transpose(0, 2, 3, 1)
-    )
-  flat, arch, unused = pretrained.load(path)
+  weights, expected = _torch_reference(tmp_path / "vgg", "timm:vgg16", size=224)
+  _, arch, unused = pretrained.load(weights)
   assert arch == "vgg16" and unused == ["head.fc.bias", "head.fc.weight"]
-  _, endpoints = vgg.VGG(fc_features=4096).apply(
-    pretrained.unflatten(flat), image.transpose(0, 2, 3, 1), train=False
-  )
-  assert _rel(endpoints["fc7"], expected) <= 1e-4
+  assert _max_difference(vgg.VGG(fc_features=4096), weights, expected) <= 1e-4
   # timm's ResNet names its tensors as torchvision does.
-  theirs = _randomise_batch_norm(torch, timm.create_model("resnet50", pretrained=False))
-  path = str(tmp_path / "timm_resnet50.pth")
-  torch.save(theirs.state_dict(), path)
-  with torch.no_grad():
-    expected = (
-      theirs.forward_features(torch.from_numpy(image[:, :, :96, :96])).numpy().transpose(0, 2, 3, 1)
-    )
-  flat, arch, _ = pretrained.load(path)
-  assert arch == "resnet50"
-  x, _ = resnet.ResNet50().apply(
-    pretrained.unflatten(flat), image[:, :, :96, :96].transpose(0, 2, 3, 1), train=False
-  )
-  assert _rel(x, expected) <= 1e-4
+  weights, expected = _torch_reference(tmp_path / "resnet", "timm:resnet50")
+  assert pretrained.load(weights)[1] == "resnet50"
+  expected["last"] = expected.pop("stride32")
+  assert _max_difference(resnet.ResNet50(), weights, expected) <= 1e-4
