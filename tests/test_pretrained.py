@@ -285,19 +285,23 @@ def _params(workdir: str) -> dict:
   return pretrained.flatten(checkpoint.read_variables(workdir)[0]["params"])
 
 
-def test_training_starts_from_the_backbone_file(data_dir, tmp_path, capsys):
-  state = _torchvision_resnet((2, 2, 2, 2), bottleneck=False, width=8)
-  weights = _save(state, tmp_path / "r18.safetensors")
-  # Learning rate 0: the saved parameters are the initial ones.
-  config = tiny_config(
+def _one_step_at_learning_rate_zero(data_dir: str, **overrides):
+  """A tiny run whose saved parameters are its initial ones."""
+  return tiny_config(
     data_dir,
     num_train_steps=1,
     learning_rate=0.0,
     end_learning_rate=0.0,
     eval_every_steps=1,
     checkpoint_every_steps=1,
-    **{"model.backbone_weights": weights},
+    **overrides,
   )
+
+
+def test_training_starts_from_the_backbone_file(data_dir, tmp_path, capsys):
+  state = _torchvision_resnet((2, 2, 2, 2), bottleneck=False, width=8)
+  weights = _save(state, tmp_path / "r18.safetensors")
+  config = _one_step_at_learning_rate_zero(data_dir, **{"model.backbone_weights": weights})
   train.train_and_evaluate(config, str(tmp_path / "run"))
   assert "Backbone resnet18 from" in capsys.readouterr().out
   params = _params(str(tmp_path / "run"))
@@ -314,15 +318,7 @@ def test_init_from_another_run_reinitialises_only_what_changed_shape(data_dir, t
   first = str(tmp_path / "first")
   train.train_and_evaluate(tiny_config(data_dir, num_train_steps=2, eval_every_steps=2), first)
   # A different auxiliary head: its arrays change shape and start fresh.
-  config = tiny_config(
-    data_dir,
-    num_train_steps=1,
-    learning_rate=0.0,
-    end_learning_rate=0.0,
-    eval_every_steps=1,
-    init_from=first,
-    **{"model.aux_channels": 4},
-  )
+  config = _one_step_at_learning_rate_zero(data_dir, init_from=first, **{"model.aux_channels": 4})
   second = str(tmp_path / "second")
   train.train_and_evaluate(config, second)
   out = capsys.readouterr().out
