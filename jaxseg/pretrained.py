@@ -73,6 +73,15 @@ def read_state_dict(path: str) -> tuple[Flat, dict[str, str]]:
   return tensors, {}
 
 
+# (bottleneck blocks?, blocks in layer3) -> architecture.
+_RESNETS = {
+  (False, 2): "resnet18",
+  (False, 6): "resnet34",
+  (True, 6): "resnet50",
+  (True, 23): "resnet101",
+}
+
+
 def detect_arch(keys) -> str:
   """Which of `ARCHS` a torchvision/timm state dict's names describe."""
   keys = set(keys)
@@ -84,9 +93,7 @@ def detect_arch(keys) -> str:
   if "layer1.0.conv1.weight" in keys:
     blocks = len({k.split(".")[1] for k in keys if k.startswith("layer3.")})
     bottleneck = "layer1.0.conv3.weight" in keys
-    arch = {(False, 2): "resnet18", (False, 6): "resnet34", (True, 6): "resnet50"}.get(
-      (bottleneck, blocks), "resnet101" if (bottleneck, blocks) == (True, 23) else None
-    )
+    arch = _RESNETS.get((bottleneck, blocks))
     if arch is None:
       kind = "bottleneck" if bottleneck else "basic-block"
       raise ValueError(f"a {kind} ResNet with {blocks} blocks in layer3 is none of {ARCHS}")
