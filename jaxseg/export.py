@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from absl import app, flags, logging
 
-from jaxseg import runs
+from jaxseg import inference, runs
 from jaxseg.data import augment, get_dataset_spec, labels
 
 FLAGS = flags.FLAGS
@@ -32,8 +32,7 @@ def export_run(workdir: str, output: str, *, which="best", size=(512, 512), plat
   variables = jax.device_get(variables)  # Baked in as constants.
 
   def serve(images):
-    out = model.apply(variables, augment.normalize(images), train=False)["logits"]
-    return out.astype(jnp.float32)
+    return inference.forward_logits(model, variables, images)
 
   (batch,) = jax.export.symbolic_shape("batch")
   spec_in = jax.ShapeDtypeStruct((batch, *size, 3), jnp.uint8)

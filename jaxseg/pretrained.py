@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping
 
 import numpy as np
+from flax import traverse_util
 
 ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "vgg16", "vgg16_bn")
 JAXSEG_FORMAT = "jaxseg-backbone"
@@ -33,6 +34,17 @@ _IMAGENET_CLASSIFIER = re.compile(r"^(fc|classifier\.6|head\.fc)\.")
 _NOT_PARAMETERS = re.compile(r"\.num_batches_tracked$")
 
 Flat = dict[str, np.ndarray]  # "params/layer1/0/conv1/kernel" -> array
+
+
+def flatten_dict(tree: Mapping) -> dict:
+  """`{"a": {"b": x}}` -> `{"a/b": x}`, the key form of this module's files."""
+  return traverse_util.flatten_dict(tree, sep="/")
+
+
+def unflatten_dict(flat: Mapping) -> dict:
+  """`{"a/b": x}` -> `{"a": {"b": x}}`: e.g. `unflatten_dict(load(path)[0])`
+  is a backbone's `{"params": ..., "batch_stats": ...}` for `ResNet50().apply`."""
+  return traverse_util.unflatten_dict(dict(flat), sep="/")
 
 
 def read_state_dict(path: str) -> tuple[Flat, dict[str, str]]:
@@ -191,31 +203,6 @@ def model_arch(model_config) -> str | None:
   return None
 
 
-def flatten(tree: Mapping, prefix: str = "") -> dict:
-  """`{"a": {"b": x}}` -> `{"a/b": x}`."""
-  out = {}
-  for key, value in tree.items():
-    path = f"{prefix}{key}"
-    if isinstance(value, Mapping):
-      out.update(flatten(value, f"{path}/"))
-    else:
-      out[path] = value
-  return out
-
-
-def unflatten(flat: Mapping[str, np.ndarray]) -> dict:
-  """`{"a/b": x}` -> `{"a": {"b": x}}`: e.g. `unflatten(load(path)[0])` is a
-  backbone's `{"params": ..., "batch_stats": ...}` for `ResNet50().apply`."""
-  tree: dict = {}
-  for key, value in flat.items():
-    *parents, leaf = key.split("/")
-    node = tree
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = value
-  return tree
-
-
 def check_fits(flat: Flat, target: dict, source: str) -> None:
   """Raises, naming the keys, unless `flat` provides exactly the arrays of
   `target` (a flat dict of shapes-carrying leaves) with their shapes."""
@@ -265,7 +252,7 @@ def backbone_values(model_config, abstract_variables: Mapping) -> tuple[Flat, st
   target = {
     f"{collection}/backbone/{k}": v
     for collection in ("params", "batch_stats")
-    for k, v in flatten(abstract_variables.get(collection, {}).get("backbone", {})).items()
+    for k, v in flatten_dict(abstract_variables.get(collection, {}).get("backbone", {})).items()
   }
   values = {"{}/backbone/{}".format(*k.split("/", 1)): v for k, v in flat.items()}
   if "params/backbone/fc6/kernel" not in target:  # SegNet: VGG without fc6/fc7.

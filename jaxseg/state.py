@@ -109,15 +109,11 @@ def initial_values(config: ml_collections.ConfigDict, abstract_state: TrainState
   abstract = {"params": abstract_state.params, "batch_stats": abstract_state.batch_stats}
   if config.get("init_from"):
     variables, directory = checkpoint.read_variables(config.init_from)
-    found, target = pretrained.flatten(variables), pretrained.flatten(abstract)
+    found, target = pretrained.flatten_dict(variables), pretrained.flatten_dict(abstract)
     source = f"config.init_from={config.init_from!r} ({directory})"
     reinit = [k for k in target if k in found and found[k].shape != target[k].shape]
-    pretrained.check_fits(
-      {k: v for k, v in found.items() if k not in reinit},
-      {k: v for k, v in target.items() if k not in reinit},
-      source,
-    )
     values = {k: v for k, v in found.items() if k not in reinit}
+    pretrained.check_fits(values, {k: v for k, v in target.items() if k not in reinit}, source)
     summary = f"Initialised from {directory}: {len(values)} of {len(target)} arrays"
     if reinit:
       changed = [f"{k} {found[k].shape}->{target[k].shape}" for k in reinit]

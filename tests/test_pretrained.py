@@ -129,7 +129,7 @@ def test_torchvision_resnet_file_loads_and_its_stem_computes_the_oihw_convolutio
   )
   np.testing.assert_array_equal(flat["params/layer3/1/bn2/scale"], state["layer3.1.bn2.weight"])
   image = np.random.default_rng(1).normal(size=(2, 32, 32, 3)).astype(np.float32)
-  _, endpoints = resnet.ResNet18(width=8).apply(pretrained.unflatten(flat), image, train=False)
+  _, endpoints = resnet.ResNet18(width=8).apply(pretrained.unflatten_dict(flat), image, train=False)
   assert _rel(endpoints["stem"], _stem_reference(state, image)) < 1e-5
 
 
@@ -237,7 +237,7 @@ def test_paper_configs_take_their_imagenet_backbone(config_file, arch, monkeypat
     lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
   )
   values, summary = pretrained.backbone_values(config.model, abstract)
-  backbone = pretrained.flatten({k: abstract[k]["backbone"] for k in abstract})
+  backbone = pretrained.flatten_dict({k: abstract[k]["backbone"] for k in abstract})
   assert len(values) == len(backbone) and summary.startswith(f"Backbone {arch} from")
   assert ("params/backbone/fc6/kernel (the model has no fc6/fc7)" in summary) == (
     arch == "vgg16_bn"
@@ -282,7 +282,7 @@ def test_convert_writes_a_file_jaxseg_loads_without_torch(tmp_path):
 
 
 def _params(workdir: str) -> dict:
-  return pretrained.flatten(checkpoint.read_variables(workdir)[0]["params"])
+  return pretrained.flatten_dict(checkpoint.read_variables(workdir)[0]["params"])
 
 
 def _one_step_at_learning_rate_zero(data_dir: str, **overrides):
@@ -377,7 +377,7 @@ def _max_difference(module, weights: str, expected: dict) -> float:
   flat, _, _ = pretrained.load(weights)
   image = expected.pop("image")
   forward = jax.jit(lambda v, x: module.apply(v, x, train=False))
-  last, endpoints = forward(pretrained.unflatten(flat), image)
+  last, endpoints = forward(pretrained.unflatten_dict(flat), image)
   endpoints = {**endpoints, "last": last}
   return max(_rel(endpoints[k], v) for k, v in expected.items())
 

@@ -26,6 +26,12 @@ import jax
 import jax.numpy as jnp
 
 
+def applies(dtype) -> bool:
+  """Whether layers computing in `dtype` take these formulations: bfloat16 on
+  the CPU backend (GPU and TPU keep XLA's own operations)."""
+  return jax.default_backend() == "cpu" and dtype == jnp.bfloat16
+
+
 def _dot(a: jax.Array, b: jax.Array, contract: tuple[tuple[int, ...], tuple[int, ...]]):
   """`dot_general` accumulating in float32, result in `a`'s dtype."""
   out = jax.lax.dot_general(a, b, (contract, ((), ())), preferred_element_type=jnp.float32)

@@ -77,7 +77,7 @@ class Conv(nn.Module):
       # maps): the convolution is exactly its centre tap, a 1×1.
       kernel, k = kernel[k // 2 : k // 2 + 1, k // 2 : k // 2 + 1], 1
     # bfloat16 on CPU: fast_ops' formulations reach the bf16 units.
-    bf16_cpu = jax.default_backend() == "cpu" and self.dtype == jnp.bfloat16
+    bf16_cpu = fast_ops.applies(self.dtype)
     if k == 1 and self.groups == 1 and (same or self.padding in ("SAME", "VALID")):
       if self.strides > 1:
         x = x[:, :: self.strides, :: self.strides]
@@ -148,7 +148,7 @@ class ConvTranspose(nn.Module):
     kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     n, h, w, _ = x.shape
-    if k == s and jax.default_backend() == "cpu" and self.dtype == jnp.bfloat16:
+    if k == s and fast_ops.applies(self.dtype):
       # The same product as the einsum below, as a bf16 dot (see fast_ops).
       y = fast_ops.matmul(x, kernel.transpose(2, 0, 1, 3).reshape(x.shape[-1], -1))
       y = y.reshape(n, h, w, s, s, -1).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, -1)
