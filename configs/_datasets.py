@@ -95,6 +95,7 @@ def apply(config: ml_collections.ConfigDict, dataset: str) -> ml_collections.Con
   config.augment.scale_range = (0.5, 2.0)
   config.augment.cat_max_ratio = 0.75
   config.augment.photometric = True
+  config.optimizer = "sgd"
   config.learning_rate = 0.01
   config.weight_decay = 5e-4
   config.warmup_steps = 0

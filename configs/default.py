@@ -85,6 +85,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.grad_accum_steps = 1
   config.eval_batch_size = 64
   config.num_train_steps = 8000
+  # "sgd" (momentum below, weight decay added to the gradient) or "adamw"
+  # (decoupled weight decay).
+  config.optimizer = "sgd"
   config.learning_rate = 0.1
   config.end_learning_rate = 1e-4
   config.lr_power = 0.9
