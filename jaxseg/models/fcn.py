@@ -9,6 +9,11 @@ on fc7, pool4 and pool3; learned transposed-convolution upsampling (kernel 2×
 its stride, initialised to bilinear interpolation); and the crops (offsets 19;
 5 and 27; 5, 9 and 31) that align each upsampled map with the next and the
 final one with the input, so the output is exactly the input's size.
+
+`input_padding=0` drops the 100-pixel border, which on small crops is most of
+the work (a 64×64 crop is a 264×264 input): the image is padded to a multiple
+of 32 instead, fc6 keeps the pool5 map's size, and each 2× upsampled map is
+cropped by one pixel (half a coarse cell) to align with the next skip.
 """
 
 import functools
@@ -40,6 +45,11 @@ class FCN(nn.Module):
       FCN train from scratch, which plain VGG16 barely does).
     fc_features: channels of fc6/fc7 (4096 in the paper).
     dropout_rate: dropout after fc6 and fc7 (0.5).
+    input_padding: 100 pads the input of the first convolution by 100 pixels
+      as the authors' networks do (fc6 valid, the crops above); 0 instead pads
+      the image to a multiple of 32 and keeps every map's size through fc6
+      (padding 3), so the score maps align by their strides alone and small
+      inputs do not pay for a mostly empty 200-pixel border.
     dtype: computation dtype; logits are float32.
 
   Returns `{"logits": [N, H, W, num_classes]}`.
@@ -51,20 +61,30 @@ class FCN(nn.Module):
   batch_norm: bool = False
   fc_features: int = 4096
   dropout_rate: float = 0.5
+  input_padding: int = 100
   dtype: layers.Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     if self.stride not in _FINAL_OFFSET:
       raise ValueError(f"FCN stride must be 32, 16 or 8, got {self.stride}")
+    if self.input_padding not in (0, 100):
+      raise ValueError(
+        "FCN input_padding (config.model.input_padding) must be 100 (the paper's) or 0, "
+        f"got {self.input_padding}"
+      )
+    caffe = self.input_padding == 100
     size = image.shape[1:3]
+    if not caffe:
+      image = layers.pad_to_multiple(image, 32)
     c = self.num_classes
     _, endpoints = vgg.VGG(
       batch_norm=self.batch_norm,
       width_divisor=self.width_divisor,
       fc_features=self.fc_features,
       dropout_rate=self.dropout_rate,
-      first_padding=100,
+      first_padding=100 if caffe else 1,
+      fc_padding="VALID" if caffe else 3,
       dtype=self.dtype,
       name="backbone",
     )(image, train=train)
@@ -82,18 +102,23 @@ class FCN(nn.Module):
         name=name,
       )(x)
 
+    def add_skip(x, name, endpoint, offset):
+      # Zero-initialised skips: the finer net starts as the coarser one.
+      skip = score(name, endpoints[endpoint], nn.initializers.zeros)
+      if caffe:
+        return x + _crop(skip, offset, x.shape[1:3])
+      # A 2x upsampling's kernel centre lies half a coarse pixel past the
+      # aligned position: crop one pixel.
+      return _crop(x, 1, skip.shape[1:3]) + skip
+
     x = score("score_fr", endpoints["fc7"])
     if self.stride <= 16:
-      x = upsample("upscore2", x, 2)
-      # Zero-initialised skips: the finer net starts as the coarser one.
-      skip = score("score_pool4", endpoints["pool4"], nn.initializers.zeros)
-      x = x + _crop(skip, _POOL4_OFFSET, x.shape[1:3])
+      x = add_skip(upsample("upscore2", x, 2), "score_pool4", "pool4", _POOL4_OFFSET)
     if self.stride == 8:
-      x = upsample("upscore_pool4", x, 2)
-      skip = score("score_pool3", endpoints["pool3"], nn.initializers.zeros)
-      x = x + _crop(skip, _POOL3_OFFSET, x.shape[1:3])
+      x = add_skip(upsample("upscore_pool4", x, 2), "score_pool3", "pool3", _POOL3_OFFSET)
     x = upsample(f"upscore{self.stride}", x, self.stride)
-    return {"logits": _crop(x, _FINAL_OFFSET[self.stride], size).astype(jnp.float32)}
+    offset = _FINAL_OFFSET[self.stride] if caffe else self.stride // 2
+    return {"logits": _crop(x, offset, size).astype(jnp.float32)}
 
 
 # A tiny variant for tests.

@@ -99,6 +99,8 @@ class VGG(nn.Module):
     dropout_rate: dropout after fc6 and fc7 (0.5 in the paper).
     first_padding: padding of the very first convolution; FCN pads by 100 so
       that its output covers any input (see `fcn.py`), 1 elsewhere.
+    fc_padding: padding of fc6 (7×7): "VALID" as in FCN, or 3 to keep the
+      pool5 map's size.
     pool_indices: max pools also return argmax indices (SegNet).
     dtype: computation dtype.
 
@@ -113,6 +115,7 @@ class VGG(nn.Module):
   fc_features: int = 0
   dropout_rate: float = 0.5
   first_padding: int = 1
+  fc_padding: int | str = "VALID"
   pool_indices: bool = False
   dtype: layers.Dtype = jnp.float32
 
@@ -128,9 +131,9 @@ class VGG(nn.Module):
       name="features",
     )(x, train=train)
     if self.fc_features:
-      for name, k in (("fc6", 7), ("fc7", 1)):
+      for name, k, padding in (("fc6", 7, self.fc_padding), ("fc7", 1, "VALID")):
         x = layers.Conv(
-          self.fc_features, k, padding="VALID", use_bias=True, dtype=self.dtype, name=name
+          self.fc_features, k, padding=padding, use_bias=True, dtype=self.dtype, name=name
         )(x)
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(nn.relu(x))
       endpoints["fc7"] = x
