@@ -52,3 +52,21 @@ def test_builder_writes_array_record_splits(data_dir):
   # What was written is what the renderer produces (TFDS shuffles record order).
   rendered = [synthetic_shapes.render_example(0, 1, i, 64, 5) for i in range(20)]
   assert any(np.array_equal(example["image"], r[0]) for r in rendered)
+
+
+def test_large_variant_is_the_default_recipe_at_twice_the_size(data_dir):
+  # Nothing is generated: the builder's info and the renderer at its size.
+  info = tfds.builder("synthetic_shapes/large", data_dir=data_dir).info
+  assert info.features["image"].shape == (192, 192, 3)
+  config = tfds.builder("synthetic_shapes/large", data_dir=data_dir).builder_config
+  assert (config.num_train, config.num_validation) == (4000, 500)
+  # Shape sizes are fractions of the image: most scenes come out as the
+  # default's, twice as large.
+  agree = [
+    np.mean(
+      synthetic_shapes.render_example(0, 1, i, 192, 4)[1][::2, ::2]
+      == synthetic_shapes.render_example(0, 1, i, 96, 4)[1]
+    )
+    for i in range(1, 5)
+  ]
+  assert min(agree) > 0.98
