@@ -3,9 +3,10 @@
     python -m jaxseg.compare --configs=configs/fcn32s.py,configs/fcn16s.py,configs/fcn8s.py
 
 Each config trains in `<workdir>/<name>` (resuming if it already has), with
-`--steps` and `--batch_size` overriding every config alike when given; then a
-table lists per-class IoU and the summary metrics of each run's final
-evaluation, and `comparison.json` in the workdir records them.
+`--steps`, `--batch_size` and `--eval_every_steps` overriding every config
+alike when given; then a table lists per-class IoU and the summary metrics of
+each run's final evaluation, `comparison.json` in the workdir records them and
+`comparison.png` draws every run's training loss and validation mIoU.
 """
 
 import json
@@ -13,7 +14,7 @@ import os
 
 from absl import app, flags, logging
 
-from jaxseg import config_files, train
+from jaxseg import config_files, metrics, train, visualize
 
 FLAGS = flags.FLAGS
 
@@ -43,13 +44,16 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", "runs/compare", "Parent directory of the runs.")
   flags.DEFINE_integer("steps", None, "Training steps for every config.")
   flags.DEFINE_integer("batch_size", None, "Global batch size for every config.")
+  flags.DEFINE_integer(
+    "eval_every_steps", None, "Evaluate every config this often (points of the mIoU curves)."
+  )
   flags.mark_flags_as_required(["configs"])
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  names, results = [], []
+  names, results, curves = [], [], {}
   for spec in FLAGS.configs:
     config = config_files.load_config(spec)
     with config.unlocked():
@@ -58,6 +62,8 @@ def main(argv):
         config.eval_every_steps = min(config.eval_every_steps, FLAGS.steps)
       if FLAGS.batch_size:
         config.batch_size = FLAGS.batch_size
+      if FLAGS.eval_every_steps:
+        config.eval_every_steps = FLAGS.eval_every_steps
     name = os.path.basename(config_files.default_workdir(spec))
     workdir = os.path.join(FLAGS.workdir, name)
     print(f"\n=== {name}: {config.num_train_steps} steps of {config.batch_size} ({workdir})")
@@ -65,10 +71,14 @@ def main(argv):
     with open(os.path.join(workdir, "metrics.json")) as f:
       results.append(json.load(f)["latest"])
     names.append(name)
+    curves[name] = metrics.read_scalars(workdir)
   table = format_comparison(names, results)
   print("\nFinal validation results, IoU per class (%):\n" + table)
   with open(os.path.join(FLAGS.workdir, "comparison.json"), "w") as f:
     json.dump(dict(zip(names, results, strict=True)), f, indent=2)
+  picture = os.path.join(FLAGS.workdir, "comparison.png")
+  visualize.learning_curves(curves, picture)
+  print(f"Learning curves: {picture}")
 
 
 if __name__ == "__main__":

@@ -46,3 +46,41 @@ def prediction_grid(
       x = SEPARATOR + j * (row_w + SEPARATOR)
       grid[y : y + hh, x : x + ww] = panel
   return grid
+
+
+def learning_curves(runs: dict[str, list[dict]], path: str, smooth: int = 5) -> None:
+  """Training loss and validation mIoU against the step, one line per run.
+
+  Args:
+    runs: run name -> its `scalars.jsonl` records (`metrics.read_scalars`);
+      records with `train/loss` and `eval/miou` are drawn, later records of a
+      step (a resumed run) replacing earlier ones.
+    path: where the PNG goes.
+    smooth: the loss is a running mean over this many logged points.
+  """
+  from matplotlib.figure import Figure  # No pyplot: no global state, no display.
+
+  figure = Figure(figsize=(11, 4), dpi=100, layout="constrained")
+  loss_axes, miou_axes = figure.subplots(1, 2)
+  for name, records in runs.items():
+    loss = _by_step(records, "train/loss")
+    miou = _by_step(records, "eval/miou")
+    if loss:
+      steps, values = zip(*loss, strict=True)
+      kernel = np.ones(min(smooth, len(values))) / min(smooth, len(values))
+      smoothed = np.convolve(values, kernel, mode="valid")
+      loss_axes.plot(steps[len(steps) - len(smoothed) :], smoothed, label=name)
+    if miou:
+      steps, values = zip(*miou, strict=True)
+      miou_axes.plot(steps, 100 * np.asarray(values), marker="o", label=name)
+  loss_axes.set(xlabel="step", ylabel="training loss", yscale="log", title="Training loss")
+  miou_axes.set(xlabel="step", ylabel="mIoU (%)", title="Validation mIoU")
+  for axes in (loss_axes, miou_axes):
+    axes.grid(alpha=0.3)
+    axes.legend()
+  figure.savefig(path)
+
+
+def _by_step(records: list[dict], key: str) -> list[tuple[int, float]]:
+  values = {r["step"]: r[key] for r in records if key in r}
+  return sorted(values.items())

@@ -21,3 +21,17 @@ def test_grid_rows_hold_image_truth_prediction_cut_to_their_size():
   np.testing.assert_array_equal(grid[row1, 2 * s + 8], labels.IGNORE_COLOUR)  # Ignored.
   np.testing.assert_array_equal(grid[row1 + 4, 2 * s + 8], 255)  # Padding cut: background.
   np.testing.assert_array_equal(grid[row1, 2 * s + 8 + 5], 255)
+
+
+def test_learning_curves_draws_each_run_and_keeps_a_resumed_runs_later_records(tmp_path):
+  from matplotlib.image import imread
+
+  records = [{"step": s, "train/loss": 1.0 / s} for s in range(10, 110, 10)]
+  records += [{"step": 50, "eval/miou": 0.2}, {"step": 100, "eval/miou": 0.6}]
+  records.append({"step": 100, "eval/miou": 0.7})  # Re-evaluated after a resume.
+  assert visualize._by_step(records, "eval/miou") == [(50, 0.2), (100, 0.7)]
+  path = str(tmp_path / "curves.png")
+  visualize.learning_curves({"a": records, "b": records[:3]}, path)
+  picture = imread(path)
+  assert picture.shape[:2] == (400, 1100)
+  assert picture[..., :3].std() > 0.05  # Not a blank canvas.
