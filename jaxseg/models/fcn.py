@@ -5,8 +5,10 @@ Segmentation", CVPR 2015, https://arxiv.org/abs/1411.4038.
 
 As in the authors' Caffe release: the first convolution pads by 100 pixels and
 pools round up, so the stride-32 score map covers any input; 1×1 score layers
-on fc7, pool4 and pool3; learned transposed-convolution upsampling (kernel 2×
-its stride, initialised to bilinear interpolation); and the crops (offsets 19;
+on fc7, pool4 and pool3; transposed-convolution upsampling (kernel 2× its
+stride) fixed to bilinear interpolation (`lr_mult: 0` in their nets; the
+paper's text lets the 2× ones learn from a bilinear start:
+`learned_upsampling=True`); and the crops (offsets 19;
 5 and 27; 5, 9 and 31) that align each upsampled map with the next and the
 final one with the input, so the output is exactly the input's size.
 
@@ -45,6 +47,9 @@ class FCN(nn.Module):
       FCN train from scratch, which plain VGG16 barely does).
     fc_features: channels of fc6/fc7 (4096 in the paper).
     dropout_rate: dropout after fc6 and fc7 (0.5).
+    learned_upsampling: learn the 2× upsamplings (initialised bilinear), as
+      the paper describes; the final one stays bilinear. False (the authors'
+      released nets): every upsampling is a fixed bilinear interpolation.
     input_padding: 100 pads the input of the first convolution by 100 pixels
       as the authors' networks do (fc6 valid, the crops above); 0 instead pads
       the image to a multiple of 32 and keeps every map's size through fc6
@@ -61,6 +66,7 @@ class FCN(nn.Module):
   batch_norm: bool = False
   fc_features: int = 4096
   dropout_rate: float = 0.5
+  learned_upsampling: bool = False
   input_padding: int = 100
   dtype: layers.Dtype = jnp.float32
 
@@ -92,13 +98,14 @@ class FCN(nn.Module):
     def score(name, x, init=layers.classifier_init):
       return layers.Conv(c, 1, use_bias=True, dtype=self.dtype, kernel_init=init, name=name)(x)
 
-    def upsample(name, x, factor):
+    def upsample(name, x, factor, learned=False):
       return layers.ConvTranspose(
         c,
         2 * factor,
         factor,
         dtype=self.dtype,
         kernel_init=layers.bilinear_upsampling_init,
+        learned=learned,
         name=name,
       )(x)
 
@@ -113,9 +120,16 @@ class FCN(nn.Module):
 
     x = score("score_fr", endpoints["fc7"])
     if self.stride <= 16:
-      x = add_skip(upsample("upscore2", x, 2), "score_pool4", "pool4", _POOL4_OFFSET)
+      x = add_skip(
+        upsample("upscore2", x, 2, self.learned_upsampling), "score_pool4", "pool4", _POOL4_OFFSET
+      )
     if self.stride == 8:
-      x = add_skip(upsample("upscore_pool4", x, 2), "score_pool3", "pool3", _POOL3_OFFSET)
+      x = add_skip(
+        upsample("upscore_pool4", x, 2, self.learned_upsampling),
+        "score_pool3",
+        "pool3",
+        _POOL3_OFFSET,
+      )
     x = upsample(f"upscore{self.stride}", x, self.stride)
     offset = _FINAL_OFFSET[self.stride] if caffe else self.stride // 2
     return {"logits": _crop(x, offset, size).astype(jnp.float32)}

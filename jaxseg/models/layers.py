@@ -133,6 +133,8 @@ class ConvTranspose(nn.Module):
     use_bias: whether to add a bias.
     dtype: computation dtype.
     kernel_init: initializer of the `[k, k, in, out]` kernel.
+    learned: False makes the kernel a constant, `kernel_init`'s value (a
+      fixed bilinear upsampling, say), not a parameter.
   """
 
   features: int
@@ -141,11 +143,16 @@ class ConvTranspose(nn.Module):
   use_bias: bool = False
   dtype: Dtype = jnp.float32
   kernel_init: Any = he_normal_fan_out
+  learned: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k, s = self.kernel_size, self.strides
-    kernel = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features), jnp.float32)
+    shape = (k, k, x.shape[-1], self.features)
+    if self.learned:
+      kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
+    else:
+      kernel = jnp.asarray(self.kernel_init(jax.random.key(0), shape, jnp.float32))
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     n, h, w, _ = x.shape
     if k == s and fast_ops.applies(self.dtype):
