@@ -70,6 +70,24 @@ def test_config_rejects_an_unknown_argument(path):
     _load(path, "not-an-argument")
 
 
+@pytest.mark.parametrize("name", ["fcn32s.py", "fcn8s.py", "segnet.py"])
+def test_real_dataset_recipes_keep_the_papers_sgd(name):
+  # The embedded-data defaults of the VGG networks train with AdamW; a real
+  # dataset's recipe is mmsegmentation's SGD whatever the model's default.
+  path = os.path.join(ROOT, "configs", name)
+  assert _load(path, "").optimizer == "adamw"
+  for arg in DATASET_ARGS:
+    config = _load(path, arg)
+    assert (config.optimizer, config.learning_rate) == ("sgd", 0.01), arg
+
+
+def test_fcn_paper_network_keeps_the_100_pixel_padding():
+  path = os.path.join(ROOT, "configs", "fcn8s.py")
+  assert _load(path, "").model.input_padding == 0
+  assert _load(path, "paper").model.input_padding == 100
+  assert _load(path, "voc2012").model.input_padding == 100
+
+
 def test_unknown_config_key_fails_before_any_work(tmp_path):
   cmd = [
     sys.executable,
