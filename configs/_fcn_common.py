@@ -20,8 +20,8 @@ def get_config(name: str, arg: str) -> ml_collections.ConfigDict:
       "fc_features": 256,
       "dropout_rate": 0.5,
       # The paper pads the input by 100 pixels (`:paper`): a 128x128 crop
-      # becomes a 328x328 input, 17x the FLOPs. Padding to a multiple of 32
-      # instead gives the same network 10x the training throughput here.
+      # becomes a 328x328 input. Padding to a multiple of 32 instead trained
+      # FCN-8s 4x faster on 128x128 crops here (10.8x on 64x64 ones).
       "input_padding": 0,
       "backbone_weights": "",  # VGG16 (VGG16-BN with batch_norm) from ImageNet.
     }
@@ -38,8 +38,9 @@ def get_config(name: str, arg: str) -> ml_collections.ConfigDict:
   config.data.variant = "large"
   config.crop_size = (128, 128)
   config.batch_size = 8
-  # A 15-layer plain VGG trunk learns about twice as fast per step with AdamW
-  # as with SGD from scratch (as SegNet does; see configs/segnet.py).
+  # The 15-layer plain VGG trunk learns faster with AdamW than with SGD from
+  # scratch: FCN-8s' loss after 600 steps 0.65 against 0.81 (SGD, lr 0.01) and
+  # 0.87 (SGD, lr 0.1); SegNet likewise (see configs/segnet.py).
   config.optimizer = "adamw"
   config.learning_rate = 3e-3
   config.weight_decay = 0.01
