@@ -52,6 +52,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Compute dtype: "float32", or "bfloat16" (parameters, optimizer state, loss
   # and metrics stay float32).
   config.dtype = "float32"
+  # What runs convolutions on the CPU backend: "auto" (oneDNN where its library
+  # was built at install, else XLA), "onednn" (an error where it was not) or
+  # "xla". GPU, TPU and exported programs always use XLA's.
+  config.conv_backend = "auto"
 
   config.mesh = ml_collections.ConfigDict()
   config.mesh.data = -1  # Devices on the data axis; -1: all of them.

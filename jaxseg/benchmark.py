@@ -35,6 +35,7 @@ from absl import app, flags, logging
 from jaxseg import config_files, inference, sharding, train
 from jaxseg import state as train_state
 from jaxseg.data import get_dataset_spec, pipeline
+from jaxseg.models import onednn
 
 FLAGS = flags.FLAGS
 
@@ -232,6 +233,7 @@ def benchmark(
     "device_kind": device.device_kind,
     "peak_flops": peak,
     "peak_source": peak_source,
+    "convolutions": onednn.describe(),
     **{mode: dataclasses.asdict(t) for mode, t in results.items()},
   }
   if input_batches:

@@ -19,6 +19,7 @@ from absl import app, flags, logging
 
 from jaxseg import inference, runs
 from jaxseg.data import augment, get_dataset_spec, labels
+from jaxseg.models import onednn
 
 FLAGS = flags.FLAGS
 
@@ -36,7 +37,9 @@ def export_run(workdir: str, output: str, *, which="best", size=(512, 512), plat
 
   (batch,) = jax.export.symbolic_shape("batch")
   spec_in = jax.ShapeDtypeStruct((batch, *size, 3), jnp.uint8)
-  exported = jax.export.export(jax.jit(serve), platforms=platforms)(spec_in)
+  # XLA's convolutions only: an export runs where jaxseg's library is absent.
+  with onednn.backend("xla"):
+    exported = jax.export.export(jax.jit(serve), platforms=platforms)(spec_in)
   os.makedirs(output, exist_ok=True)
   path = os.path.join(output, "model.jax")
   with open(path, "wb") as f:

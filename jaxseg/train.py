@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from jaxseg import checkpoint, distributed, losses, metrics, sharding, visualize
 from jaxseg.data import augment, pipeline
+from jaxseg.models import onednn
 from jaxseg.state import (
   TrainState,
   build,
@@ -272,6 +273,7 @@ def train_and_evaluate(
       f"{' (FSDP)' if config.mesh.fsdp else ''}, global batch {config.batch_size}{accum}, "
       f"crop {tuple(config.crop_size)}, {config.dtype}"
     )
+    print(onednn.describe())
 
   # Compiled steps.
   batch_sharding = sharding.batch_sharding(mesh)

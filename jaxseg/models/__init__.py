@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
-from jaxseg.models import deeplab, fcn, pspnet, segnet, unet
+from jaxseg.models import deeplab, fcn, onednn, pspnet, segnet, unet
 
 # A class, or a partial of one that fixes the attributes naming a variant.
 MODELS: dict[str, type[nn.Module] | functools.partial] = {
@@ -29,7 +29,11 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Module:
-  """Builds the model `config.model` describes, checking every key first."""
+  """Builds the model `config.model` describes, checking every key first.
+
+  Also sets the process's convolution backend from `config.conv_backend`
+  (read when the model is traced; see `onednn`).
+  """
   kwargs = dict(config.model)
   name = kwargs.pop("name")
   kwargs.pop("backbone_weights", None)  # Read by `jaxseg.state`, not a model attribute.
@@ -47,6 +51,7 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modu
       )
   if config.dtype not in DTYPES:
     raise ValueError(f"config.dtype={config.dtype!r} must be one of {sorted(DTYPES)}")
+  onednn.set_backend(config.get("conv_backend", "auto"))
   for key, value in kwargs.items():
     if isinstance(value, list):
       kwargs[key] = tuple(value)

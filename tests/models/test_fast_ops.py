@@ -5,7 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg.models import fast_ops, layers
+from jaxseg.models import fast_ops, layers, onednn
+
+
+@pytest.fixture(autouse=True)
+def _xla_backend():
+  """These formulations are the CPU path where the oneDNN library is absent."""
+  with onednn.backend("xla"):
+    yield
 
 
 def _rel(a, b) -> float:

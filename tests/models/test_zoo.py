@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxseg.models import MODELS, deeplab, fcn, pspnet, segnet, unet
+from jaxseg.models import MODELS, deeplab, fcn, onednn, pspnet, segnet, unet
 
 TINY = {
   "fcn32s": (functools.partial(fcn._tiny, stride=32), 83_255),
@@ -124,9 +124,11 @@ def test_paper_deeplab_parameter_counts():
 
 
 def _conv_dilations(model, x) -> set[int]:
-  """The rhs dilations of every convolution the model runs (from its jaxpr)."""
+  """The rhs dilations of every convolution the model runs (from the jaxpr of
+  its XLA form)."""
   variables = jax.eval_shape(lambda: model.init(RNGS, x, train=False))
-  jaxpr = jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables)
+  with onednn.backend("xla"):
+    jaxpr = jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables)
   found = set()
 
   def walk(jaxpr):

@@ -1,0 +1,279 @@
+// 2-D convolutions for XLA:CPU run by oneDNN, exposed as XLA FFI handlers.
+//
+// Three handlers, one per direction of a convolution, called from
+// jaxseg/models/onednn.py inside a jax.custom_vjp:
+//   jaxseg_onednn_conv_forward          (src NHWC, kernel HWIO)   -> dst NHWC
+//   jaxseg_onednn_conv_backward_data    (diff_dst, kernel)        -> diff_src
+//   jaxseg_onednn_conv_backward_weights (src, diff_dst)           -> diff_kernel
+// All take the attributes window_strides, rhs_dilation, padding_lo,
+// padding_hi (two int64 each, as lax.conv_general_dilated's) and groups.
+// Operands are float32 or bfloat16; bfloat16 convolutions accumulate in
+// float32 inside oneDNN.
+//
+// Activations stay NHWC (oneDNN's brgemm convolutions read it directly); the
+// kernel is described by strides over jaxseg's HWIO layout and reordered into
+// whatever blocked layout the primitive asks for. Primitives are built once
+// per shape and cached; the scratchpad is the caller's (per thread), so one
+// primitive may run on several XLA threads at once (several CPU devices).
+
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "oneapi/dnnl/dnnl.hpp"
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+using dnnl::memory;
+
+namespace {
+
+enum class Direction { kForward = 0, kBackwardData = 1, kBackwardWeights = 2 };
+
+struct Geometry {
+  int64_t n, h, w, c;       // src, NHWC
+  int64_t kh, kw, ci, co;   // kernel, HWIO (ci = c / groups)
+  int64_t oh, ow;           // dst spatial size
+  int64_t sh, sw, dh, dw, pt, pl, pb, pr, groups;
+  bool bf16;
+
+  std::string Key(Direction d) const {
+    std::string key;
+    for (int64_t v : {static_cast<int64_t>(d), n, h, w, c, kh, kw, ci, co, oh, ow, sh, sw,
+                      dh, dw, pt, pl, pb, pr, groups, static_cast<int64_t>(bf16)}) {
+      key += std::to_string(v);
+      key += ',';
+    }
+    return key;
+  }
+};
+
+dnnl::engine& Engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+memory::data_type DataType(const Geometry& g) {
+  return g.bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+}
+
+memory::desc Activations(int64_t n, int64_t c, int64_t h, int64_t w, memory::data_type dt) {
+  return memory::desc({n, c, h, w}, dt, memory::format_tag::nhwc);
+}
+
+memory::dims KernelDims(const Geometry& g) {
+  if (g.groups == 1) return {g.co, g.ci, g.kh, g.kw};
+  return {g.groups, g.co / g.groups, g.ci, g.kh, g.kw};
+}
+
+// jaxseg's HWIO kernel ([kh, kw, ci, co], output channel fastest), described
+// in oneDNN's (g)oihw dimension order by its strides.
+memory::desc UserKernel(const Geometry& g) {
+  const int64_t o = 1, i = g.co, x = g.ci * g.co, y = g.kw * g.ci * g.co;
+  if (g.groups == 1) return memory::desc(KernelDims(g), DataType(g), memory::dims{o, i, y, x});
+  return memory::desc(KernelDims(g), DataType(g), memory::dims{g.co / g.groups, o, i, y, x});
+}
+
+struct Primitive {
+  dnnl::primitive compute;
+  memory::desc kernel;        // The layout the primitive wants its kernel in.
+  bool reorder_kernel;        // Whether that differs from jaxseg's HWIO.
+  dnnl::reorder reorder;      // HWIO -> primitive (forward, backward data),
+                              // primitive -> HWIO (backward weights).
+  size_t scratchpad_bytes;
+};
+
+dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  const auto dt = DataType(g);
+  return dnnl::convolution_forward::primitive_desc(
+      Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+      Activations(g.n, g.c, g.h, g.w, dt),
+      memory::desc(KernelDims(g), dt, memory::format_tag::any),
+      Activations(g.n, g.co, g.oh, g.ow, dt), {g.sh, g.sw}, {g.dh - 1, g.dw - 1}, {g.pt, g.pl},
+      {g.pb, g.pr}, attr);
+}
+
+std::unique_ptr<Primitive> Build(const Geometry& g, Direction direction) {
+  auto p = std::make_unique<Primitive>();
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  const auto dt = DataType(g);
+  const memory::desc user_kernel = UserKernel(g);
+  auto forward = ForwardDesc(g);
+  memory::desc scratchpad;
+  if (direction == Direction::kForward) {
+    p->compute = dnnl::convolution_forward(forward);
+    p->kernel = forward.weights_desc();
+    scratchpad = forward.scratchpad_desc();
+  } else if (direction == Direction::kBackwardData) {
+    dnnl::convolution_backward_data::primitive_desc pd(
+        Engine(), dnnl::algorithm::convolution_direct, Activations(g.n, g.c, g.h, g.w, dt),
+        memory::desc(KernelDims(g), dt, memory::format_tag::any),
+        Activations(g.n, g.co, g.oh, g.ow, dt), {g.sh, g.sw}, {g.dh - 1, g.dw - 1},
+        {g.pt, g.pl}, {g.pb, g.pr}, forward, attr);
+    p->compute = dnnl::convolution_backward_data(pd);
+    p->kernel = pd.weights_desc();
+    scratchpad = pd.scratchpad_desc();
+  } else {
+    // Accumulate the kernel gradient in float32 whatever the operands.
+    dnnl::convolution_backward_weights::primitive_desc pd(
+        Engine(), dnnl::algorithm::convolution_direct, Activations(g.n, g.c, g.h, g.w, dt),
+        memory::desc(KernelDims(g), memory::data_type::f32, memory::format_tag::any),
+        Activations(g.n, g.co, g.oh, g.ow, dt), {g.sh, g.sw}, {g.dh - 1, g.dw - 1},
+        {g.pt, g.pl}, {g.pb, g.pr}, forward, attr);
+    p->compute = dnnl::convolution_backward_weights(pd);
+    p->kernel = pd.diff_weights_desc();
+    scratchpad = pd.scratchpad_desc();
+  }
+  p->scratchpad_bytes = scratchpad.get_size();
+  p->reorder_kernel = p->kernel != user_kernel;
+  if (p->reorder_kernel) {
+    if (direction == Direction::kBackwardWeights) {
+      p->reorder = dnnl::reorder(dnnl::reorder::primitive_desc(
+          Engine(), p->kernel, Engine(), user_kernel));
+    } else {
+      p->reorder = dnnl::reorder(dnnl::reorder::primitive_desc(
+          Engine(), user_kernel, Engine(), p->kernel));
+    }
+  }
+  return p;
+}
+
+const Primitive& Cached(const Geometry& g, Direction direction) {
+  static std::mutex mutex;
+  static std::unordered_map<std::string, std::unique_ptr<Primitive>> cache;
+  const std::string key = g.Key(direction);
+  std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, Build(g, direction)).first;
+  return *it->second;
+}
+
+// Per-thread buffers: XLA may run the same convolution on several threads.
+uint8_t* ThreadBuffer(std::vector<uint8_t>& buffer, size_t bytes) {
+  if (buffer.size() < bytes) buffer.resize(bytes);
+  return buffer.data();
+}
+
+void Run(const Geometry& g, Direction direction, void* src, void* kernel, void* dst) {
+  thread_local dnnl::stream stream(Engine());
+  thread_local std::vector<uint8_t> scratch, kernel_buffer;
+  const Primitive& p = Cached(g, direction);
+  const auto dt = DataType(g);
+  memory src_m(Activations(g.n, g.c, g.h, g.w, dt), Engine(), src);
+  memory dst_m(Activations(g.n, g.co, g.oh, g.ow, dt), Engine(), dst);
+  memory user_kernel(UserKernel(g), Engine(), kernel);
+  memory kernel_m = user_kernel;
+  if (p.reorder_kernel) {
+    kernel_m = memory(p.kernel, Engine(), ThreadBuffer(kernel_buffer, p.kernel.get_size()));
+  }
+  memory scratch_m(memory::desc({static_cast<int64_t>(p.scratchpad_bytes)},
+                                memory::data_type::u8, memory::format_tag::x),
+                   Engine(), ThreadBuffer(scratch, p.scratchpad_bytes));
+  if (direction == Direction::kForward) {
+    if (p.reorder_kernel) p.reorder.execute(stream, user_kernel, kernel_m);
+    p.compute.execute(stream, {{DNNL_ARG_SRC, src_m},
+                               {DNNL_ARG_WEIGHTS, kernel_m},
+                               {DNNL_ARG_DST, dst_m},
+                               {DNNL_ARG_SCRATCHPAD, scratch_m}});
+  } else if (direction == Direction::kBackwardData) {
+    if (p.reorder_kernel) p.reorder.execute(stream, user_kernel, kernel_m);
+    p.compute.execute(stream, {{DNNL_ARG_DIFF_SRC, src_m},
+                               {DNNL_ARG_WEIGHTS, kernel_m},
+                               {DNNL_ARG_DIFF_DST, dst_m},
+                               {DNNL_ARG_SCRATCHPAD, scratch_m}});
+  } else {
+    p.compute.execute(stream, {{DNNL_ARG_SRC, src_m},
+                               {DNNL_ARG_DIFF_WEIGHTS, kernel_m},
+                               {DNNL_ARG_DIFF_DST, dst_m},
+                               {DNNL_ARG_SCRATCHPAD, scratch_m}});
+    if (p.reorder_kernel) p.reorder.execute(stream, kernel_m, user_kernel);
+  }
+  stream.wait();
+}
+
+ffi::Error Convolution(Direction direction, ffi::AnyBuffer a, ffi::AnyBuffer b,
+                       ffi::Result<ffi::AnyBuffer> out, ffi::Span<const int64_t> strides,
+                       ffi::Span<const int64_t> dilation, ffi::Span<const int64_t> padding_lo,
+                       ffi::Span<const int64_t> padding_hi, int64_t groups) {
+  // Which operand holds which tensor depends on the direction.
+  ffi::AnyBuffer::Dimensions src, kernel, dst;
+  void *src_data, *kernel_data, *dst_data;
+  switch (direction) {
+    case Direction::kForward:
+      src = a.dimensions(), kernel = b.dimensions(), dst = out->dimensions();
+      src_data = a.untyped_data(), kernel_data = b.untyped_data();
+      dst_data = out->untyped_data();
+      break;
+    case Direction::kBackwardData:
+      dst = a.dimensions(), kernel = b.dimensions(), src = out->dimensions();
+      dst_data = a.untyped_data(), kernel_data = b.untyped_data();
+      src_data = out->untyped_data();
+      break;
+    default:
+      src = a.dimensions(), dst = b.dimensions(), kernel = out->dimensions();
+      src_data = a.untyped_data(), dst_data = b.untyped_data();
+      kernel_data = out->untyped_data();
+  }
+  const auto type = a.element_type();
+  if (type != b.element_type() || type != out->element_type() ||
+      (type != ffi::DataType::F32 && type != ffi::DataType::BF16)) {
+    return ffi::Error::InvalidArgument("oneDNN convolution: operands must all be F32 or BF16");
+  }
+  if (src.size() != 4 || kernel.size() != 4 || dst.size() != 4 || strides.size() != 2 ||
+      dilation.size() != 2 || padding_lo.size() != 2 || padding_hi.size() != 2 ||
+      groups < 1 || src[3] != kernel[2] * groups || kernel[3] % groups != 0) {
+    return ffi::Error::InvalidArgument("oneDNN convolution: inconsistent shapes or attributes");
+  }
+  Geometry g{src[0],        src[1],        src[2],        src[3],        kernel[0],
+             kernel[1],     kernel[2],     kernel[3],     dst[1],        dst[2],
+             strides[0],    strides[1],    dilation[0],   dilation[1],   padding_lo[0],
+             padding_lo[1], padding_hi[0], padding_hi[1], groups,        type == ffi::DataType::BF16};
+  try {
+    Run(g, direction, src_data, kernel_data, dst_data);
+  } catch (const dnnl::error& e) {
+    return ffi::Error::Internal(std::string("oneDNN convolution: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+template <Direction direction>
+ffi::Error ConvolutionIn(ffi::AnyBuffer a, ffi::AnyBuffer b, ffi::Result<ffi::AnyBuffer> out,
+                         ffi::Span<const int64_t> strides, ffi::Span<const int64_t> dilation,
+                         ffi::Span<const int64_t> padding_lo,
+                         ffi::Span<const int64_t> padding_hi, int64_t groups) {
+  return Convolution(direction, a, b, out, strides, dilation, padding_lo, padding_hi, groups);
+}
+
+}  // namespace
+
+#define JAXSEG_CONVOLUTION_HANDLER(name, direction)                            \
+  XLA_FFI_DEFINE_HANDLER_SYMBOL(name, ConvolutionIn<direction>,               \
+                                ffi::Ffi::Bind()                                \
+                                    .Arg<ffi::AnyBuffer>()                      \
+                                    .Arg<ffi::AnyBuffer>()                      \
+                                    .Ret<ffi::AnyBuffer>()                      \
+                                    .Attr<ffi::Span<const int64_t>>("window_strides") \
+                                    .Attr<ffi::Span<const int64_t>>("rhs_dilation")   \
+                                    .Attr<ffi::Span<const int64_t>>("padding_lo")     \
+                                    .Attr<ffi::Span<const int64_t>>("padding_hi")     \
+                                    .Attr<int64_t>("groups"));
+
+// Built with hidden visibility; these are the library's only exports.
+#pragma GCC visibility push(default)
+JAXSEG_CONVOLUTION_HANDLER(jaxseg_onednn_conv_forward, Direction::kForward)
+JAXSEG_CONVOLUTION_HANDLER(jaxseg_onednn_conv_backward_data, Direction::kBackwardData)
+JAXSEG_CONVOLUTION_HANDLER(jaxseg_onednn_conv_backward_weights, Direction::kBackwardWeights)
+
+// The oneDNN version the library runs with, for the one-line start message.
+extern "C" int jaxseg_onednn_version(char* buffer, int size) {
+  const dnnl_version_t* v = dnnl_version();
+  return snprintf(buffer, size, "oneDNN %d.%d.%d", v->major, v->minor, v->patch);
+}
+#pragma GCC visibility pop

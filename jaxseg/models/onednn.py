@@ -1,0 +1,217 @@
+"""Convolutions on the CPU run by oneDNN, behind `jax.ffi`.
+
+XLA:CPU has no bfloat16 convolution (it computes one in float32) and its
+float32 convolutions and their gradients are slower than oneDNN's, the library
+PyTorch runs on CPUs. `native/onednn_conv.cc` wraps oneDNN's forward,
+backward-data and backward-weights convolutions as XLA FFI handlers; `conv`
+joins them with a `jax.custom_vjp`. The library is built when
+`requirements.txt` is installed (the `jaxseg-onednn` package in
+`models/native/`); where it was not built (no compiler, another OS or CPU) it
+is absent and every convolution stays XLA's.
+
+Which one runs is the backend: "auto" (oneDNN on the CPU backend where it is
+built), "onednn" (the same, and an error where it is not built) or "xla". It
+is a process-wide setting read when a model is traced (`create_model` sets it
+from `config.conv_backend`); `jaxseg.export` traces under `backend("xla")`, so
+no exported program embeds the custom call. GPU and TPU always keep XLA.
+"""
+
+import contextlib
+import ctypes
+import functools
+import glob
+import importlib.metadata
+import importlib.util
+import os
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+BACKENDS = ("auto", "onednn", "xla")
+_TARGETS = ("forward", "backward_data", "backward_weights")
+_backend = "auto"
+
+
+def _library_path() -> str | None:
+  """The built handler library: $JAXSEG_ONEDNN_LIBRARY, else the one the
+  `jaxseg-onednn` package installed, else None."""
+  if path := os.environ.get("JAXSEG_ONEDNN_LIBRARY"):
+    return path
+  spec = importlib.util.find_spec("jaxseg_onednn")
+  if spec is None or not spec.submodule_search_locations:
+    return None
+  found = []
+  for folder in spec.submodule_search_locations:
+    found += glob.glob(os.path.join(folder, "_onednn_conv*.so"))
+  return found[0] if found else None
+
+
+def _preload_onednn() -> None:
+  """Loads `libdnnl.so.3` from the `onednn-cpu-gomp` wheel, wherever pip put
+  its data files, so the handler library finds it whatever its rpath says."""
+  try:
+    files = importlib.metadata.files("onednn-cpu-gomp") or []
+  except importlib.metadata.PackageNotFoundError:
+    return
+  for file in files:
+    if file.name == "libdnnl.so.3":
+      ctypes.CDLL(str(file.locate()), mode=ctypes.RTLD_GLOBAL)
+      return
+
+
+@functools.cache
+def _load() -> tuple[str | None, str]:
+  """Registers the FFI targets once. Returns (version, why-not)."""
+  path = _library_path()
+  if path is None:
+    return None, "the jaxseg-onednn library is not built (see README, Speed)"
+  try:
+    _preload_onednn()
+    library = ctypes.CDLL(path)
+  except OSError as error:
+    return None, f"the jaxseg-onednn library does not load: {error}"
+  for target in _TARGETS:
+    name = f"jaxseg_onednn_conv_{target}"
+    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, name)), platform="cpu")
+  buffer = ctypes.create_string_buffer(64)
+  library.jaxseg_onednn_version(buffer, len(buffer))
+  return buffer.value.decode(), ""
+
+
+def available() -> bool:
+  """Whether the oneDNN library is built and loads."""
+  return _load()[0] is not None
+
+
+def describe() -> str:
+  """One line for the start of a run: what runs the CPU convolutions."""
+  version, why_not = _load()
+  if jax.default_backend() != "cpu":
+    return f"convolutions: XLA ({jax.default_backend()})"
+  if _backend == "xla":
+    return "convolutions: XLA (conv_backend='xla')"
+  if version is None:
+    return f"convolutions: XLA; {why_not}"
+  return f"convolutions: {version} (conv_backend='{_backend}'; 'xla' switches it off)"
+
+
+def set_backend(name: str) -> None:
+  """Sets the process-wide backend for models traced from now on."""
+  global _backend  # noqa: PLW0603 - one setting for the whole process, read at trace time.
+  if name not in BACKENDS:
+    raise ValueError(f"config.conv_backend must be one of {BACKENDS}, not {name!r}")
+  if name == "onednn" and not available():
+    raise ValueError(f"config.conv_backend='onednn' but {_load()[1]}")
+  _backend = name
+
+
+@contextlib.contextmanager
+def backend(name: str) -> Iterator[None]:
+  """Runs a block (a trace) under another backend, then restores it."""
+  previous = _backend
+  set_backend(name)
+  try:
+    yield
+  finally:
+    set_backend(previous)
+
+
+def applies(dtype) -> bool:
+  """Whether convolutions computing in `dtype` go to oneDNN when traced now."""
+  return (
+    _backend != "xla"
+    and jnp.dtype(dtype) in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
+    and jax.default_backend() == "cpu"
+    and available()
+  )
+
+
+# (strides, dilation, padding_lo, padding_hi, groups), each pair (rows, cols).
+Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int], int]
+
+
+def _call(target: str, shape, dtype, a: jax.Array, b: jax.Array, geometry: Geometry):
+  if not available():
+    raise RuntimeError(f"oneDNN convolution called but {_load()[1]}")
+  strides, dilation, padding_lo, padding_hi, groups = geometry
+  return jax.ffi.ffi_call(
+    f"jaxseg_onednn_conv_{target}",
+    jax.ShapeDtypeStruct(shape, dtype),
+    vmap_method="sequential",
+  )(
+    a,
+    b,
+    window_strides=np.array(strides, np.int64),
+    rhs_dilation=np.array(dilation, np.int64),
+    padding_lo=np.array(padding_lo, np.int64),
+    padding_hi=np.array(padding_hi, np.int64),
+    groups=np.int64(groups),
+  )
+
+
+def _output_shape(x_shape, kernel_shape, geometry: Geometry) -> tuple[int, ...]:
+  (sh, sw), (dh, dw), (pt, pl), (pb, pr), _ = geometry
+  n, h, w, _ = x_shape
+  kh, kw, _, co = kernel_shape
+  oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+  ow = (w + pl + pr - dw * (kw - 1) - 1) // sw + 1
+  return (n, oh, ow, co)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv(x: jax.Array, kernel: jax.Array, geometry: Geometry) -> jax.Array:
+  shape = _output_shape(x.shape, kernel.shape, geometry)
+  return _call("forward", shape, x.dtype, x, kernel, geometry)
+
+
+def _conv_fwd(x, kernel, geometry):
+  return _conv(x, kernel, geometry), (x, kernel)
+
+
+def _conv_bwd(geometry, residuals, g):
+  x, kernel = residuals
+  g = g.astype(x.dtype)
+  dx = _call("backward_data", x.shape, x.dtype, g, kernel, geometry)
+  dkernel = _call("backward_weights", kernel.shape, kernel.dtype, x, g, geometry)
+  return dx, dkernel
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def supports(x_shape, kernel_shape, padding, dilation) -> bool:
+  """Whether oneDNN takes this convolution: non-negative padding that leaves
+  an output of at least one pixel."""
+  if any(p < 0 for pair in padding for p in pair):
+    return False
+  extent = [d * (k - 1) + 1 for k, d in zip(kernel_shape[:2], dilation, strict=True)]
+  return all(s + lo + hi >= e for s, e, (lo, hi) in zip(x_shape[1:3], extent, padding, strict=True))
+
+
+def conv(
+  x: jax.Array,
+  kernel: jax.Array,
+  strides: tuple[int, int],
+  padding: tuple[tuple[int, int], tuple[int, int]],
+  dilation: tuple[int, int],
+  groups: int,
+) -> jax.Array:
+  """`lax.conv_general_dilated(x, kernel, strides, padding, rhs_dilation=dilation,
+  dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups)`
+  run by oneDNN, differentiable in both operands.
+
+  Args:
+    x: `[N, H, W, C]`, float32 or bfloat16.
+    kernel: `[KH, KW, C / groups, O]`, the same dtype.
+    strides, dilation: (rows, cols).
+    padding: ((top, bottom), (left, right)), non-negative.
+    groups: feature groups (C for a depthwise convolution).
+
+  Returns:
+    `[N, H', W', O]` in `x`'s dtype.
+  """
+  (pt, pb), (pl, pr) = padding
+  geometry = (tuple(strides), tuple(dilation), (pt, pl), (pb, pr), groups)
+  return _conv(x, kernel.astype(x.dtype), geometry)
