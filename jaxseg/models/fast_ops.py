@@ -1,11 +1,15 @@
 """Formulations of convolution and matmul that XLA:CPU runs fast in bfloat16;
 each computes what the plain operation computes (tested against it).
 
-Measured on a 2-core AVX-512/AMX CPU with jaxlib 0.10: XLA:CPU computes a
+Where the oneDNN library is built (`onednn`), layers run every convolution
+there instead, faster than these; these are the bfloat16 path of machines
+without it (`config.conv_backend="xla"`, or no library).
+
+Measured on a 2-core AVX-512 CPU with jaxlib 0.10: XLA:CPU computes a
 bfloat16 convolution, and a `bfloat16 x bfloat16 -> bfloat16` dot, in float32
 (180-330 GFLOP/s); only `dot_general` with bfloat16 operands and
 `preferred_element_type=float32` reaches the bf16 units (1,600 GFLOP/s on a
-2048³ matmul). So:
+2048³ matmul on the first machine measured). So:
 
 - `matmul` (1×1 convolutions) is that dot, with a backward pass of the same
   kind (autodiff alone would give mixed float32 x bfloat16 dots);

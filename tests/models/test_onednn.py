@@ -4,6 +4,8 @@ training; it is built where it can be, and never reaches an export."""
 import itertools
 import os
 import platform
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -185,3 +187,24 @@ def test_xla_backend_switches_it_off():
   with onednn.backend("xla"):
     assert not onednn.applies(jnp.float32)
     assert "conv_backend='xla'" in onednn.describe()
+
+
+def test_without_the_library_models_run_on_xla_and_say_so(tmp_path):
+  script = (
+    "import jax, jax.numpy as jnp\n"
+    "from configs import default\n"
+    "from jaxseg.models import create_model, onednn\n"
+    "model = create_model(default.get_config(), 5)\n"
+    "x = jnp.zeros((1, 32, 32, 3))\n"
+    "variables = model.init(jax.random.key(0), x, train=False)\n"
+    "text = jax.jit(lambda x: model.apply(variables, x, train=False)).lower(x).as_text()\n"
+    "assert 'jaxseg_onednn' not in text and 'convolution' in text\n"
+    "print(onednn.describe())\n"
+  )
+  env = {**os.environ, "JAXSEG_ONEDNN_LIBRARY": str(tmp_path / "missing.so")}
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  out = subprocess.run(
+    [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root, timeout=300
+  )
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.startswith("convolutions: XLA; the jaxseg-onednn library does not load")
