@@ -51,7 +51,7 @@ class ASPP(nn.Module):
       branches.append(branch(3, rate, f"atrous{i}")(x, train=train))
     pooled = branch(1, 1, "image_pool")(jnp.mean(x, axis=(1, 2), keepdims=True), train=train)
     branches.append(jnp.broadcast_to(pooled, (*x.shape[:3], self.features)))
-    x = branch(1, 1, "project")(jnp.concatenate(branches, axis=-1), train=train)
+    x = branch(1, 1, "project")(layers.concat_channels(branches), train=train)
     return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
 
 
@@ -120,7 +120,7 @@ class DeepLabV3(nn.Module):
         low, train=train
       )
       x = layers.resize_bilinear(x, low.shape[1:3]).astype(low.dtype)
-      x = jnp.concatenate([x, low], axis=-1)
+      x = layers.concat_channels([x, low])
       for i in range(2):
         if self.separable:
           conv = layers.SeparableConvNormAct(

@@ -6,6 +6,7 @@ formulation may change how a layer computes, never its parameter tree
 (`kernel` is always HWIO), so checkpoints and weight converters keep working.
 """
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -231,16 +232,54 @@ def classifier(num_classes: int, dtype: Dtype, name: str = "classifier") -> Conv
   return Conv(num_classes, 1, use_bias=True, dtype=dtype, kernel_init=classifier_init, name=name)
 
 
-def batch_norm(train: bool, dtype: Dtype, name: str | None = None) -> nn.BatchNorm:
+def batch_norm(train: bool, dtype: Dtype, name: str | None = None) -> "BatchNorm":
   """BatchNorm with PyTorch's defaults (momentum 0.1 there is 0.9 here).
 
   Under `jax.jit` on globally sharded arrays the batch statistics are computed
   over the global batch, so this is synchronised BatchNorm on any number of
   devices and hosts, without an `axis_name`.
   """
-  return nn.BatchNorm(
-    use_running_average=not train, momentum=0.9, epsilon=1e-5, dtype=dtype, name=name
-  )
+  return BatchNorm(use_running_average=not train, dtype=dtype, name=name)
+
+
+class BatchNorm(nn.Module):
+  """`flax.linen.BatchNorm` over the last axis, the same variables and values
+  (params `scale`, `bias`; batch_stats `mean`, `var`, biased), written as one
+  multiply-add in float32 with the statistics folded in: its training forward
+  and backward pass run 1.5× faster on XLA:CPU in bfloat16 (66 vs 102 ms at
+  4×256²×64 with the ReLU after it), where Flax's normalises in three steps.
+
+  Attributes:
+    use_running_average: normalise with the running statistics (evaluation).
+    momentum: decay of the running statistics.
+    epsilon: added to the variance.
+    dtype: output dtype.
+  """
+
+  use_running_average: bool
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    features = (x.shape[-1],)
+    scale = self.param("scale", nn.initializers.ones, features, jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, features, jnp.float32)
+    ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
+    ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
+    x32 = x.astype(jnp.float32)
+    if self.use_running_average:
+      mean, var = ra_mean.value, ra_var.value
+    else:
+      axes = tuple(range(x.ndim - 1))
+      mean = jnp.mean(x32, axes)
+      var = jnp.maximum(jnp.mean(jnp.square(x32), axes) - jnp.square(mean), 0.0)
+      if not self.is_initializing():
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+    mul = scale * jax.lax.rsqrt(var + self.epsilon)
+    return (x32 * mul + (bias - mean * mul)).astype(self.dtype)
 
 
 class ConvNormAct(nn.Module):
@@ -299,9 +338,127 @@ class SeparableConvNormAct(nn.Module):
     return nn.relu(batch_norm(train, self.dtype, name="pointwise_bn")(x))
 
 
+def concat_channels(xs: Sequence[jax.Array]) -> jax.Array:
+  """`jnp.concatenate(xs, axis=-1)`. XLA:CPU concatenates bfloat16 4× slower
+  than the same bits as uint16 (91 vs 23 ms for two 4×256²×64 maps), so
+  bfloat16 goes as bits, with a gradient that slices the same way."""
+  if any(x.dtype != jnp.bfloat16 for x in xs):
+    return jnp.concatenate(xs, axis=-1)
+  return _concat_bf16(tuple(xs))
+
+
+def _bits(x: jax.Array) -> jax.Array:
+  return jax.lax.bitcast_convert_type(x, jnp.uint16)
+
+
+def _from_bits(x: jax.Array) -> jax.Array:
+  return jax.lax.bitcast_convert_type(x, jnp.bfloat16)
+
+
+@jax.custom_vjp
+def _concat_bf16(xs: tuple[jax.Array, ...]) -> jax.Array:
+  return _from_bits(jnp.concatenate([_bits(x) for x in xs], axis=-1))
+
+
+def _concat_bf16_fwd(xs):
+  return _concat_bf16(xs), tuple(x.shape[-1] for x in xs)
+
+
+def _concat_bf16_bwd(widths, g):
+  bits, start, parts = _bits(g.astype(jnp.bfloat16)), 0, []
+  for width in widths:
+    parts.append(_from_bits(bits[..., start : start + width]))
+    start += width
+  return (tuple(parts),)
+
+
+_concat_bf16.defvjp(_concat_bf16_fwd, _concat_bf16_bwd)
+
+
 def max_pool_3x3_s2(x: jax.Array) -> jax.Array:
-  """The ResNet stem's 3×3 stride-2 max pool with PyTorch's padding of 1."""
-  return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+  """The ResNet stem's 3×3 stride-2 max pool with PyTorch's padding of 1.
+
+  Computed in float32 (exact for bfloat16 too): XLA:CPU's bfloat16 strided
+  slices and compares made its gradient several times slower.
+  """
+  return _max_pool_3x3_s2(x.astype(jnp.float32)).astype(x.dtype)
+
+
+def _stem_taps(x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
+  """The -inf-padded input and its nine stride-2 taps, in window order."""
+  h, w = x.shape[1:3]
+  oh, ow = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+  padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
+  taps = [
+    padded[:, dy : dy + 2 * oh - 1 : 2, dx : dx + 2 * ow - 1 : 2]
+    for dy in range(3)
+    for dx in range(3)
+  ]
+  return padded, taps
+
+
+# XLA:CPU computes a max pool's gradient (select-and-scatter) very slowly: 244
+# ms for one 2×2 pool of 4×256²×64 in bfloat16, 2.5 ms for its forward pass.
+# These custom gradients route each output's gradient to the first maximum of
+# its window (as select-and-scatter and PyTorch do) with elementwise ops.
+@jax.custom_vjp
+def _max_pool_3x3_s2(x: jax.Array) -> jax.Array:
+  _, taps = _stem_taps(x)
+  return functools.reduce(jnp.maximum, taps)
+
+
+def _max_pool_3x3_s2_fwd(x):
+  y = _max_pool_3x3_s2(x)
+  return y, (x, y)
+
+
+def _max_pool_3x3_s2_bwd(residuals, g):
+  x, y = residuals
+  padded, taps = _stem_taps(x)
+  (_, hp, wp, _), (_, oh, ow, _) = padded.shape, y.shape
+  taken = jnp.zeros(y.shape, bool)
+  grad = jnp.zeros(padded.shape, g.dtype)
+  zero = jnp.zeros((), g.dtype)
+  for i, tap in enumerate(taps):
+    dy, dx = divmod(i, 3)
+    first = (tap == y) & ~taken
+    taken = taken | first
+    placed = jax.lax.pad(
+      jnp.where(first, g, zero),
+      zero,
+      ((0, 0, 0), (dy, hp - dy - 2 * oh + 1, 1), (dx, wp - dx - 2 * ow + 1, 1), (0, 0, 0)),
+    )
+    grad = grad + placed
+  return (grad[:, 1:-1, 1:-1],)
+
+
+_max_pool_3x3_s2.defvjp(_max_pool_3x3_s2_fwd, _max_pool_3x3_s2_bwd)
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+  """2×2 stride-2 max pool, odd sizes rounded up (ceil mode), with a gradient
+  that is one unpooling (see `_max_pool_3x3_s2`)."""
+  return _max_pool_2x2(x, x.shape[1:3])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _max_pool_2x2(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+  del size
+  n, h, w, c = x.shape
+  x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
+  return x.reshape(n, (h + 1) // 2, 2, (w + 1) // 2, 2, c).max(axis=(2, 4))
+
+
+def _max_pool_2x2_fwd(x, size):
+  pooled, indices = max_pool_2x2_with_argmax(x)
+  return pooled, indices
+
+
+def _max_pool_2x2_bwd(size, indices, g):
+  return (max_unpool_2x2(g, indices, size),)
+
+
+_max_pool_2x2.defvjp(_max_pool_2x2_fwd, _max_pool_2x2_bwd)
 
 
 def resize_bilinear(x: jax.Array, size: Sequence[int]) -> jax.Array:

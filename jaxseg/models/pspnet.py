@@ -38,7 +38,7 @@ class PyramidPooling(nn.Module):
       y = layers.adaptive_avg_pool(x, b)
       y = layers.ConvNormAct(self.features, 1, dtype=self.dtype, name=f"branch{i}")(y, train=train)
       branches.append(layers.resize_bilinear(y, size).astype(x.dtype))
-    return jnp.concatenate(branches, axis=-1)
+    return layers.concat_channels(branches)
 
 
 class FCNHead(nn.Module):

@@ -61,7 +61,7 @@ class UNet(nn.Module):
     for level in range(self.depth):
       x = DoubleConv(self.features * 2**level, self.dtype, name=f"down{level}")(x, train=train)
       skips.append(x)
-      x = nn.max_pool(x, (2, 2), (2, 2))
+      x = layers.max_pool_2x2(x)  # Sizes are even: padded to 2**depth above.
     x = DoubleConv(self.features * 2**self.depth, self.dtype, name="bottom")(x, train=train)
     for level in reversed(range(self.depth)):
       features = self.features * 2**level
@@ -73,7 +73,7 @@ class UNet(nn.Module):
         x = jax.image.resize(
           x, (x.shape[0], 2 * x.shape[1], 2 * x.shape[2], x.shape[3]), "bilinear"
         )
-      x = jnp.concatenate([skips[level], x.astype(skips[level].dtype)], axis=-1)
+      x = layers.concat_channels([skips[level], x.astype(skips[level].dtype)])
       x = DoubleConv(features, self.dtype, name=f"upconv{level}")(x, train=train)
     logits = layers.classifier(self.num_classes, self.dtype)(x)
     return {"logits": logits[:, :h, :w].astype(jnp.float32)}

@@ -65,8 +65,7 @@ class Features(nn.Module):
           endpoints[f"pool{pool}_size"] = x.shape[1:3]
           x, endpoints[f"pool{pool}_indices"] = layers.max_pool_2x2_with_argmax(x)
         else:  # Ceil mode: an odd last row/column is pooled over what exists.
-          pads = ((0, x.shape[1] % 2), (0, x.shape[2] % 2))
-          x = nn.max_pool(x, (2, 2), (2, 2), padding=pads)
+          x = layers.max_pool_2x2(x)
         endpoints[f"pool{pool}"] = x
         index += 1
         continue

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import linen as nn
 
 from jaxseg.models import layers
 
@@ -186,3 +187,57 @@ def test_rate_beyond_the_map_is_its_centre_tap_exactly(tf):
   np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
   grad = jax.grad(lambda v: jnp.sum(conv.apply(v, x) ** 2))(variables)["params"]["kernel"]
   assert np.all(np.asarray(grad)[1, 1] != 0) and np.all(np.asarray(grad)[0] == 0)
+
+
+@pytest.mark.parametrize("shape", [(2, 8, 6, 3), (3, 13, 11, 5)])
+def test_max_pools_and_their_gradients_equal_flax(shape):
+  # Values on a coarse grid, so windows hold ties: the gradient goes to the
+  # first maximum, as XLA's select-and-scatter sends it.
+  x = jnp.round(jax.random.normal(jax.random.key(0), shape) * 2) / 2
+  probe = lambda y: jnp.sin(jnp.arange(y.size, dtype=jnp.float32).reshape(y.shape))
+  pairs = [
+    (
+      layers.max_pool_2x2,
+      lambda x: nn.max_pool(x, (2, 2), (2, 2), padding=((0, x.shape[1] % 2), (0, x.shape[2] % 2))),
+    ),
+    (layers.max_pool_3x3_s2, lambda x: nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))),
+  ]
+  for ours, flax_pool in pairs:
+    np.testing.assert_array_equal(jax.jit(ours)(x), flax_pool(x))
+    grad = lambda f: jax.jit(jax.grad(lambda x: jnp.sum(f(x) * probe(f(x)))))(x)
+    # Overlapping 3×3 windows add in another order: float rounding only.
+    np.testing.assert_allclose(grad(ours), grad(flax_pool), rtol=1e-6, atol=1e-7)
+
+
+def test_bfloat16_concatenation_and_its_gradient():
+  a = jax.random.normal(jax.random.key(0), (2, 5, 4, 3)).astype(jnp.bfloat16)
+  b = jax.random.normal(jax.random.key(1), (2, 5, 4, 6)).astype(jnp.bfloat16)
+  np.testing.assert_array_equal(layers.concat_channels([a, b]), jnp.concatenate([a, b], -1))
+  probe = jax.random.normal(jax.random.key(2), (2, 5, 4, 9))
+  loss = lambda f: lambda a, b: jnp.sum(f([a, b]).astype(jnp.float32) * probe)
+  ours = jax.grad(loss(layers.concat_channels), (0, 1))(a, b)
+  plain = jax.grad(loss(lambda xs: jnp.concatenate(xs, -1)), (0, 1))(a, b)
+  for x, y in zip(ours, plain, strict=True):
+    assert x.dtype == jnp.bfloat16
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_equals_flax(train):
+  x = jax.random.normal(jax.random.key(0), (4, 9, 7, 5)) * 3 + 1
+  ours = layers.BatchNorm(use_running_average=not train)
+  theirs = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+  variables = theirs.init(jax.random.key(0), x)
+  assert jax.tree.structure(ours.init(jax.random.key(0), x)) == jax.tree.structure(variables)
+  variables = jax.tree.map(lambda v: v + 0.3, variables)  # Not the initial values.
+  probe = jnp.sin(x)
+
+  def run(module):
+    def loss(params, x):
+      y, stats = module.apply({**variables, "params": params}, x, mutable=["batch_stats"])
+      return jnp.sum(y * probe), (y, stats)
+
+    return jax.jit(jax.grad(loss, (0, 1), has_aux=True))(variables["params"], x)
+
+  for a, b in zip(jax.tree.leaves(run(ours)), jax.tree.leaves(run(theirs)), strict=True):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
