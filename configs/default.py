@@ -53,8 +53,9 @@ def get_config() -> ml_collections.ConfigDict:
   # and metrics stay float32).
   config.dtype = "float32"
   # What runs convolutions on the CPU backend: "auto" (oneDNN where its library
-  # was built at install, else XLA), "onednn" (an error where it was not) or
-  # "xla". GPU, TPU and exported programs always use XLA's.
+  # was built at install and the process has one CPU device, else XLA),
+  # "onednn" (an error where it was not built) or "xla". GPU, TPU and exported
+  # programs always use XLA's.
   config.conv_backend = "auto"
 
   config.mesh = ml_collections.ConfigDict()

@@ -219,3 +219,22 @@ def test_without_the_library_models_run_on_xla_and_say_so(tmp_path):
   )
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.startswith("convolutions: XLA; the jaxseg-onednn library does not load")
+
+
+@needs_onednn
+def test_auto_keeps_xla_on_several_cpu_devices():
+  script = (
+    "import jax.numpy as jnp\n"
+    "from jaxseg.models import onednn\n"
+    "assert not onednn.applies(jnp.float32), onednn.describe()\n"
+    "print(onednn.describe())\n"
+    "onednn.set_backend('onednn')\n"
+    "assert onednn.applies(jnp.float32)\n"
+  )
+  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  out = subprocess.run(
+    [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root, timeout=300
+  )
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.startswith("convolutions: XLA (8 CPU devices in this process")
