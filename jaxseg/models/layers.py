@@ -165,14 +165,14 @@ class ConvTranspose(nn.Module):
       kernel = jnp.asarray(self.kernel_init(jax.random.key(0), shape, jnp.float32))
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     n, h, w, _ = x.shape
-    if k == s and onednn.applies(self.dtype):
-      # The same product as the einsum below, as a 1×1 oneDNN convolution.
-      kernel = kernel.transpose(2, 0, 1, 3).reshape(1, 1, x.shape[-1], -1)
-      y = onednn.conv(x, kernel, (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
-      y = y.reshape(n, h, w, s, s, -1).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, -1)
-    elif k == s and fast_ops.applies(self.dtype):
-      # The same product as the einsum below, as a bf16 dot (see fast_ops).
-      y = fast_ops.matmul(x, kernel.transpose(2, 0, 1, 3).reshape(x.shape[-1], -1))
+    if k == s and (onednn.applies(self.dtype) or fast_ops.applies(self.dtype)):
+      # The same product as the einsum below, as a 1×1 oneDNN convolution or
+      # a bf16 dot (see fast_ops), into s*s*out channels.
+      flat = kernel.transpose(2, 0, 1, 3).reshape(x.shape[-1], -1)
+      if onednn.applies(self.dtype):
+        y = onednn.conv(x, flat[None, None], (1, 1), ((0, 0), (0, 0)), (1, 1), 1)
+      else:
+        y = fast_ops.matmul(x, flat)
       y = y.reshape(n, h, w, s, s, -1).transpose(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, -1)
     elif k == s:
       y = jnp.einsum("nhwc,pqcd->nhpwqd", x, kernel).reshape(n, h * s, w * s, -1)

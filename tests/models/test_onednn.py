@@ -19,6 +19,16 @@ from jaxseg.models import create_model, onednn
 from tests.helpers import tiny_config
 
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason="oneDNN library not built")
+
+
+@pytest.fixture(autouse=True)
+def _restore_backend():
+  """Tests switch the process-wide backend (create_model sets it); put the
+  default back even when one fails."""
+  yield
+  onednn.set_backend("auto")
+
+
 # The worst relative error seen per dtype, printed at the end of the grid (-s).
 WORST: dict[str, float] = {}
 
@@ -147,7 +157,6 @@ def test_whole_model_gradients_equal_xla(config_file):
     text = jax.jit(jax.grad(loss)).lower(variables["params"]).as_text()
     assert ("jaxseg_onednn" in text) == (backend == "onednn")
     grads[backend] = jax.jit(jax.grad(loss))(variables["params"])
-  onednn.set_backend("auto")
   # Against the largest gradient: some (a bias before BatchNorm) are ~0 by
   # construction and hold only rounding noise.
   scale = max(float(jnp.max(jnp.abs(g))) for g in jax.tree.leaves(grads["xla"]))
@@ -167,7 +176,6 @@ def test_twenty_training_steps_match_xla(data_dir, tmp_path):
     workdir = str(tmp_path / backend)
     train.train_and_evaluate(config, workdir)
     losses[backend] = [r["train/loss"] for r in metrics.read_scalars(workdir) if "train/loss" in r]
-  onednn.set_backend("auto")
   assert len(losses["onednn"]) == 20
   np.testing.assert_allclose(losses["onednn"], losses["xla"], rtol=1e-3)
 

@@ -7,6 +7,7 @@ without it, says why, and jaxseg runs every convolution on XLA.
 
 import importlib.metadata
 import os
+import platform
 import sys
 
 from setuptools import Extension, setup
@@ -27,7 +28,7 @@ class OptionalBuildExt(build_ext):
     try:
       if os.environ.get("JAXSEG_ONEDNN_BUILD", "1") == "0":
         raise RuntimeError("JAXSEG_ONEDNN_BUILD=0")
-      if not (sys.platform == "linux" and os.uname().machine == "x86_64"):
+      if not (sys.platform == "linux" and platform.machine() == "x86_64"):
         raise RuntimeError("oneDNN's CPU wheels are for Linux x86-64 only")
       dnnl_hpp = _locate("onednn-devel-cpu-gomp", "include/oneapi/dnnl/dnnl.hpp")
       libdnnl = _locate("onednn-cpu-gomp", "/libdnnl.so.3")
