@@ -14,21 +14,21 @@ def get_config(name: str, arg: str) -> ml_collections.ConfigDict:
       "width_divisor": 8,
       # From scratch, the plain VGG16 trunk could not fit even one batch of 8
       # images in 150 steps here and stayed at all-background through 2,000
-      # training steps; with BatchNorm it fits that batch in 30 steps. The
-      # paper's plain trunk is `:paper`.
-      "batch_norm": True,
+      # training steps; with BatchNorm (VGG16-BN) it fits that batch in 30
+      # steps. The paper's plain trunk is `:paper`.
+      "backbone": "vgg16_bn",
       "fc_features": 256,
       "dropout_rate": 0.5,
       # The paper pads the input by 100 pixels (`:paper`): a 128x128 crop
       # becomes a 328x328 input. Padding to a multiple of 32 instead trained
       # FCN-8s 4x faster on 128x128 crops here (10.8x on 64x64 ones).
       "input_padding": 0,
-      "backbone_weights": "",  # VGG16 (VGG16-BN with batch_norm) from ImageNet.
+      "backbone_weights": "",  # The backbone's ImageNet weights.
     }
   )
   if model == "paper":
     config.model.width_divisor = 1
-    config.model.batch_norm = False
+    config.model.backbone = "vgg16"
     config.model.fc_features = 4096
     config.model.input_padding = 100
   # A stride-32 score map of a 96x96 image is 3x3: even the truth averaged

@@ -16,7 +16,7 @@ def get_config(arg: str = ""):
   model, dataset = _datasets.parse_arg(arg, "segnet.py", ("paper",))
   config = default.get_config()
   config.model = ml_collections.ConfigDict(
-    {"name": "segnet", "width_divisor": 8, "backbone_weights": ""}
+    {"name": "segnet", "backbone": "vgg16_bn", "width_divisor": 8, "backbone_weights": ""}
   )
   if model == "paper":
     config.model.width_divisor = 1

@@ -9,15 +9,16 @@ A backbone file is one of:
 - a file written by `python -m jaxseg.convert` (`.safetensors` in jaxseg's
   layout), no torch needed.
 
-Conversion is renaming and transposing: jaxseg's ResNet and VGG name their
+Which backbone a file holds, and how its names map, comes from the backbone
+registry (`jaxseg.models.backbones`: each family's `WeightFormat`). The
+generic conversion is renaming and transposing: jaxseg's backbones name their
 modules as torchvision does (`layer1/0/conv1`, `features/0`), convolution
 kernels go from OIHW to HWIO, BatchNorm's `weight`/`bias` become
-`scale`/`bias` and its running statistics `batch_stats` `mean`/`var`.
-VGG's fully connected `classifier.0`/`classifier.3` (timm: `pre_logits.fc1`/
-`fc2`) become FCN's convolutional `fc6` (7×7) and `fc7` (1×1). The ImageNet
-classifier (`fc`, `classifier.6`, `head.fc`) is not used; every other tensor
-must land on a parameter of the model, and every backbone parameter must come
-from the file.
+`scale`/`bias` and its running statistics `batch_stats` `mean`/`var`; a
+family converts the rest itself (VGG's fully connected layers become FCN's
+convolutional `fc6`/`fc7`). The ImageNet classifier is not used; every other
+tensor must land on a parameter of the model, and every backbone parameter
+must come from the file.
 """
 
 import os
@@ -27,10 +28,11 @@ from collections.abc import Mapping
 import numpy as np
 from flax import traverse_util
 
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "vgg16", "vgg16_bn")
+from jaxseg.models import backbones
+
 JAXSEG_FORMAT = "jaxseg-backbone"
-# Tensors of an ImageNet checkpoint that a segmentation backbone does not use.
-_IMAGENET_CLASSIFIER = re.compile(r"^(fc|classifier\.6|head\.fc)\.")
+# Backbones whose weight files this module reads.
+ARCHS = tuple(name for name, b in backbones.BACKBONES.items() if b.weights is not None)
 _NOT_PARAMETERS = re.compile(r"\.num_batches_tracked$")
 
 Flat = dict[str, np.ndarray]  # "params/layer1/0/conv1/kernel" -> array
@@ -85,77 +87,42 @@ def read_state_dict(path: str) -> tuple[Flat, dict[str, str]]:
   return tensors, {}
 
 
-# (bottleneck blocks?, blocks in layer3) -> architecture.
-_RESNETS = {
-  (False, 2): "resnet18",
-  (False, 6): "resnet34",
-  (True, 6): "resnet50",
-  (True, 23): "resnet101",
-}
-
-
 def detect_arch(keys) -> str:
-  """Which of `ARCHS` a torchvision/timm state dict's names describe."""
+  """Which registered backbone a torchvision/timm state dict's names describe."""
   keys = set(keys)
-  if "conv1.0.weight" in keys:
-    raise ValueError(
-      "this is a deep-stem ResNet (timm's ResNet-C/D variants, 'conv1.0.weight'); jaxseg's "
-      f"backbones are torchvision's: {', '.join(ARCHS)}"
-    )
-  if "layer1.0.conv1.weight" in keys:
-    blocks = len({k.split(".")[1] for k in keys if k.startswith("layer3.")})
-    bottleneck = "layer1.0.conv3.weight" in keys
-    arch = _RESNETS.get((bottleneck, blocks))
-    if arch is None:
-      kind = "bottleneck" if bottleneck else "basic-block"
-      raise ValueError(f"a {kind} ResNet with {blocks} blocks in layer3 is none of {ARCHS}")
-    return arch
-  if "features.0.weight" in keys:
-    return "vgg16_bn" if "features.1.running_mean" in keys else "vgg16"
+  for weights in {b.weights for b in backbones.BACKBONES.values() if b.weights}:
+    arch = weights.detect(keys)
+    if arch is not None:
+      return arch
   sample = ", ".join(sorted(keys)[:5])
-  raise ValueError(f"not a torchvision/timm ResNet or VGG state dict (names: {sample}, ...)")
-
-
-def _fc_as_conv(name: str, weight: np.ndarray) -> np.ndarray:
-  """A VGG fully connected weight `[out, in]` as FCN's HWIO convolution."""
-  if weight.ndim == 4:  # timm's ConvMlp already stores a convolution.
-    return weight.transpose(2, 3, 1, 0)
-  if name == "fc6":  # torchvision flattens pool5's [512, 7, 7] channel-major.
-    return weight.reshape(weight.shape[0], -1, 7, 7).transpose(2, 3, 1, 0)
-  return weight.T[None, None]
+  raise ValueError(
+    f"not a state dict of any backbone jaxseg reads ({', '.join(ARCHS)}; names: {sample}, ...)"
+  )
 
 
 _RUNNING_STATS = {"running_mean": "mean", "running_var": "var"}
-_VGG_FC = {
-  "classifier.0": "fc6",
-  "classifier.3": "fc7",
-  "pre_logits.fc1": "fc6",
-  "pre_logits.fc2": "fc7",
-}
 
 
-def torch_to_jaxseg(tensors: Flat) -> tuple[Flat, list[str]]:
-  """Converts a torchvision/timm state dict to jaxseg's layout.
+def torch_to_jaxseg(tensors: Flat, arch: str) -> tuple[Flat, list[str]]:
+  """Converts a torchvision/timm state dict of backbone `arch` to jaxseg's layout.
 
   Returns `(flat, unused)`: `flat` maps "params/…" and "batch_stats/…" paths
   (relative to the backbone) to arrays; `unused` names the ImageNet
   classifier's tensors, which a segmentation backbone has no place for.
   """
+  weights = backbones.get(arch).weights
   flat, unused = {}, []
   for key, value in tensors.items():
     if _NOT_PARAMETERS.search(key):
       continue
-    if _IMAGENET_CLASSIFIER.match(key):
+    if weights.imagenet_classifier.match(key):
       unused.append(key)
       continue
     module, leaf = key.rsplit(".", 1)
     path = module.replace(".", "/")
-    if module in _VGG_FC:
-      path = _VGG_FC[module]
-      if leaf == "weight":
-        flat[f"params/{path}/kernel"] = _fc_as_conv(path, value)
-      else:
-        flat[f"params/{path}/{leaf}"] = value
+    special = weights.import_tensor(module, leaf, value)
+    if special is not None:
+      flat[special[0]] = special[1]
     elif leaf == "weight" and value.ndim == 4:
       flat[f"params/{path}/kernel"] = value.transpose(2, 3, 1, 0)
     elif leaf == "weight":  # A 1-D weight is BatchNorm's scale.
@@ -179,7 +146,7 @@ def load(path: str) -> tuple[Flat, str, list[str]]:
   if metadata.get("format") == JAXSEG_FORMAT:
     return tensors, metadata["arch"], []
   arch = detect_arch(tensors)
-  flat, unused = torch_to_jaxseg(tensors)
+  flat, unused = torch_to_jaxseg(tensors, arch)
   return flat, arch, unused
 
 
@@ -189,18 +156,6 @@ def save(path: str, flat: Flat, arch: str, source: str = "") -> None:
 
   arrays = {k: np.ascontiguousarray(v, np.float32) for k, v in flat.items()}
   save_file(arrays, path, metadata={"format": JAXSEG_FORMAT, "arch": arch, "source": source})
-
-
-def model_arch(model_config) -> str | None:
-  """The backbone architecture `config.model` builds (None: none importable)."""
-  name = model_config.name
-  if name in ("pspnet", "deeplabv3", "deeplabv3plus"):
-    return model_config.backbone
-  if name.startswith("fcn"):
-    return "vgg16_bn" if model_config.get("batch_norm", False) else "vgg16"
-  if name == "segnet":
-    return "vgg16_bn"
-  return None
 
 
 def check_fits(flat: Flat, target: dict, source: str) -> None:
@@ -224,11 +179,14 @@ def check_fits(flat: Flat, target: dict, source: str) -> None:
     raise ValueError(f"{source} does not fit the model: " + " | ".join(problems))
 
 
-def backbone_values(model_config, abstract_variables: Mapping) -> tuple[Flat, str]:
-  """Reads `model_config.backbone_weights` and checks it against the model.
+def backbone_values(model, weights_file: str, abstract_variables: Mapping) -> tuple[Flat, str]:
+  """Reads `weights_file` (`config.model.backbone_weights`) and checks it
+  against the backbone of `model`.
 
   Args:
-    model_config: `config.model`.
+    model: the network (`jaxseg.models.create_model`); its `backbone`
+      attribute names the registered backbone the file must hold.
+    weights_file: the file's path.
     abstract_variables: `{"params": ..., "batch_stats": ...}` of the model
       (shapes suffice).
 
@@ -236,11 +194,11 @@ def backbone_values(model_config, abstract_variables: Mapping) -> tuple[Flat, st
     `(values, summary)`: `values` maps full paths ("params/backbone/conv1/kernel")
     to arrays; `summary` is a line for the log.
   """
-  path = os.path.expanduser(model_config.backbone_weights)
-  source = f"config.model.backbone_weights={model_config.backbone_weights!r}"
-  arch = model_arch(model_config)
-  if arch is None:
-    raise ValueError(f"{source}: model {model_config.name!r} has no ImageNet backbone to load")
+  path = os.path.expanduser(weights_file)
+  source = f"config.model.backbone_weights={weights_file!r}"
+  arch = getattr(model, "backbone", None)
+  if arch is None or backbones.get(arch).weights is None:
+    raise ValueError(f"{source}: {type(model).__name__} has no ImageNet backbone to load")
   try:
     flat, file_arch, unused = load(path)
   except FileNotFoundError as e:

@@ -1,6 +1,8 @@
 """Every config file loads, and every name in it resolves."""
 
 import glob
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +10,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import pytest
+from flax import traverse_util
 
 from jaxseg import config_files
 from jaxseg.data import get_dataset_spec
@@ -20,6 +23,9 @@ CONFIG_FILES = sorted(
   for p in glob.glob(os.path.join(ROOT, "configs", "*.py"))
   if not os.path.basename(p).startswith("_")
 )
+# Hashes of each config's parameter names and shapes (`param_tree_hash`).
+with open(os.path.join(ROOT, "tests", "param_trees.json")) as f:
+  PARAM_TREES = json.load(f)
 # Arguments each config documents; every one must load.
 DATASET_ARGS = ["voc2012", "cityscapes", "ade20k", "oxford_iiit_pet", "folder"]
 RESNET_ARGS = ["", "resnet50", "resnet101", *DATASET_ARGS, "resnet101,voc2012"]
@@ -60,6 +66,16 @@ def test_config_loads_and_names_resolve(path, arg):
   variables = jax.eval_shape(lambda: model.init(rngs, x, train=True))
   assert variables["params"]
   assert config.batch_size > 0 and config.num_train_steps > 0
+  # The parameter tree (names and shapes) is pinned: checkpoints and converted
+  # weight files of every config keep loading whatever the code's structure.
+  name = os.path.basename(path) + (f":{arg}" if arg else "")
+  assert param_tree_hash(variables) == PARAM_TREES[name], f"{name}: parameter tree changed"
+
+
+def param_tree_hash(variables) -> str:
+  flat = traverse_util.flatten_dict(dict(variables), sep="/")
+  lines = "\n".join(f"{k} {tuple(v.shape)}" for k, v in sorted(flat.items()))
+  return hashlib.sha256(lines.encode()).hexdigest()[:16]
 
 
 @pytest.mark.parametrize(
@@ -114,22 +130,3 @@ def test_unknown_model_attribute_is_named():
 def test_unknown_dataset_is_named():
   with pytest.raises(ValueError, match=r"config\.data\.name='nope'"):
     get_dataset_spec("nope")
-
-
-def test_default_workdir_is_named_after_the_config():
-  assert config_files.default_workdir("configs/psp.py") == os.path.join("runs", "psp")
-  assert config_files.default_workdir("configs/psp.py:resnet50") == os.path.join(
-    "runs", "psp_resnet50"
-  )
-
-
-def test_comparison_table_has_a_column_per_run():
-  from jaxseg import compare
-
-  a = {"iou": {"bg": 0.9, "cat": 0.5}, "miou": 0.7, "macc": 0.8, "aacc": 0.95}
-  b = {"iou": {"bg": 0.95, "cat": None}, "miou": 0.95, "macc": 0.9, "aacc": 0.97}
-  table = compare.format_comparison(["fcn32s", "fcn8s"], [a, b])
-  lines = table.splitlines()
-  assert lines[0].split() == ["fcn32s", "fcn8s"]
-  assert lines[3].split() == ["cat", "50.00", "n/a"]
-  assert lines[-3].split() == ["mIoU", "70.00", "95.00"]

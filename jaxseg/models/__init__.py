@@ -1,7 +1,10 @@
-"""Model registry: `config.model.name` -> module class; `create_model(config)`.
+"""Model registry: `config.model.name` -> network class; `create_model(config)`.
 
 Every other field of `config.model` is passed to the class as a keyword
 argument, so a config sets exactly the attributes the model documents.
+Networks with a `backbone` attribute take their trunk from
+`jaxseg.models.backbones.BACKBONES` and say which endpoints they read
+(`endpoints_read`); `create_model` checks both before anything is traced.
 """
 
 import dataclasses
@@ -11,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
-from jaxseg.models import deeplab, fcn, onednn, pspnet, segnet, unet
+from jaxseg.models import backbones, deeplab, fcn, onednn, pspnet, segnet, unet
 
 # A class, or a partial of one that fixes the attributes naming a variant.
 MODELS: dict[str, type[nn.Module] | functools.partial] = {
@@ -55,4 +58,9 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modu
   for key, value in kwargs.items():
     if isinstance(value, list):
       kwargs[key] = tuple(value)
-  return cls(num_classes=num_classes, dtype=DTYPES[config.dtype], **kwargs)
+  model = cls(num_classes=num_classes, dtype=DTYPES[config.dtype], **kwargs)
+  if hasattr(model, "backbone"):
+    backbones.check(
+      model.backbone, model.endpoints_read(), repr(name), getattr(model, "output_stride", None)
+    )
+  return model

@@ -1,4 +1,4 @@
-"""DeepLabV3 and DeepLabV3+: atrous spatial pyramid pooling on a dilated ResNet.
+"""DeepLabV3 and DeepLabV3+: atrous spatial pyramid pooling on a dilated backbone.
 
 Chen, Papandreou, Schroff, Adam, "Rethinking Atrous Convolution for Semantic
 Image Segmentation", 2017, https://arxiv.org/abs/1706.05587 (DeepLabV3), and
@@ -6,12 +6,13 @@ Chen, Zhu, Papandreou, Schroff, Adam, "Encoder-Decoder with Atrous Separable
 Convolution for Semantic Image Segmentation", ECCV 2018,
 https://arxiv.org/abs/1802.02611 (DeepLabV3+).
 
-ASPP: a 1×1 branch, three 3×3 atrous branches (rates 6, 12, 18 at output
-stride 16, doubled at output stride 8) and image-level pooling, 256 channels
-each with BatchNorm, concatenated and projected by a 1×1 convolution. The
-backbone's last stage uses multi-grid (1, 2, 4). DeepLabV3+ adds a decoder
-that fuses 48-channel stride-4 features with the upsampled ASPP output through
-two 3×3 convolutions (depthwise-separable as an option).
+ASPP (`heads.ASPP`): a 1×1 branch, three 3×3 atrous branches (rates 6, 12, 18
+at output stride 16, doubled at output stride 8) and image-level pooling, 256
+channels each with BatchNorm, concatenated and projected by a 1×1
+convolution. The backbone's last stage uses multi-grid (1, 2, 4). DeepLabV3+
+adds a decoder (`heads.deeplabv3plus_decoder`) that fuses 48-channel stride-4
+features with the upsampled ASPP output through two 3×3 convolutions
+(depthwise-separable as an option).
 """
 
 import functools
@@ -21,38 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxseg.models import layers, pspnet, resnet
-
-_PAPER_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
-
-
-class ASPP(nn.Module):
-  """Atrous spatial pyramid pooling.
-
-  Attributes:
-    rates: atrous rates of the three 3×3 branches.
-    features: channels of every branch and of the projection (256).
-    dropout_rate: dropout after the projection.
-    dtype: computation dtype.
-  """
-
-  rates: Sequence[int]
-  features: int = 256
-  dropout_rate: float = 0.1
-  dtype: layers.Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    branch = lambda k, rate, name: layers.ConvNormAct(
-      self.features, k, dilation=rate, dtype=self.dtype, name=name
-    )
-    branches = [branch(1, 1, "conv1x1")(x, train=train)]
-    for i, rate in enumerate(self.rates):
-      branches.append(branch(3, rate, f"atrous{i}")(x, train=train))
-    pooled = branch(1, 1, "image_pool")(jnp.mean(x, axis=(1, 2), keepdims=True), train=train)
-    branches.append(jnp.broadcast_to(pooled, (*x.shape[:3], self.features)))
-    x = branch(1, 1, "project")(layers.concat_channels(branches), train=train)
-    return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+from jaxseg.models import backbones, heads, layers
 
 
 class DeepLabV3(nn.Module):
@@ -60,7 +30,7 @@ class DeepLabV3(nn.Module):
 
   Attributes:
     num_classes: number of classes.
-    backbone: a ResNet name from `resnet.BACKBONES`.
+    backbone: a name in `backbones.BACKBONES` (the paper: a dilated ResNet).
     output_stride: 16 (the paper's training setting) or 8.
     backbone_width: channels of the backbone's first stage (64 in the paper).
     multi_grid: dilation multipliers of the last stage's blocks.
@@ -99,43 +69,48 @@ class DeepLabV3(nn.Module):
   dtype: layers.Dtype = jnp.float32
   remat: bool = False
 
+  def endpoints_read(self) -> tuple[str, ...]:
+    """The backbone endpoints this network reads besides its last map."""
+    return ("stride4",) * self.decoder + ("stride16",) * bool(self.aux_channels)
+
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     size = image.shape[1:3]
-    rates = self.rates if self.rates is not None else _PAPER_RATES.get(self.output_stride)
+    rates = self.rates if self.rates is not None else heads.PAPER_ASPP_RATES.get(self.output_stride)
     if rates is None:
       raise ValueError(f"No paper ASPP rates for output_stride={self.output_stride}; set rates")
-    x, endpoints = resnet.BACKBONES[self.backbone](
+    x, endpoints = backbones.create(
+      self.backbone,
       output_stride=self.output_stride,
       multi_grid=self.multi_grid,
       width=self.backbone_width,
       dtype=self.dtype,
       remat=self.remat,
-      name="backbone",
     )(image, train=train)
-    x = ASPP(rates, self.aspp_features, self.dropout_rate, self.dtype, name="aspp")(x, train=train)
+    x = heads.ASPP(rates, self.aspp_features, self.dropout_rate, self.dtype, name="aspp")(
+      x, train=train
+    )
     if self.decoder:
-      low = endpoints["stride4"]
-      low = layers.ConvNormAct(self.low_level_features, 1, dtype=self.dtype, name="low_level")(
-        low, train=train
+      x = heads.deeplabv3plus_decoder(
+        x,
+        endpoints["stride4"],
+        low_level_features=self.low_level_features,
+        features=self.decoder_features,
+        separable=self.separable,
+        dtype=self.dtype,
+        train=train,
       )
-      x = layers.resize_bilinear(x, low.shape[1:3]).astype(low.dtype)
-      x = layers.concat_channels([x, low])
-      for i in range(2):
-        if self.separable:
-          conv = layers.SeparableConvNormAct(
-            self.decoder_features, dtype=self.dtype, name=f"decoder{i}"
-          )
-        else:
-          conv = layers.ConvNormAct(self.decoder_features, 3, dtype=self.dtype, name=f"decoder{i}")
-        x = conv(x, train=train)
-    x = layers.classifier(self.num_classes, self.dtype)(x)
-    outputs = {"logits": layers.resize_bilinear(x.astype(jnp.float32), size)}
+    outputs = {"logits": heads.logits_at(x, size, self.num_classes, self.dtype)}
     if self.aux_channels and (train or self.is_initializing()):
-      aux = pspnet.FCNHead(
-        self.num_classes, self.aux_channels, self.dropout_rate, self.dtype, name="aux_head"
-      )(endpoints["stride16"], train=train)
-      outputs["aux_logits"] = layers.resize_bilinear(aux.astype(jnp.float32), size)
+      outputs["aux_logits"] = heads.auxiliary_logits(
+        endpoints["stride16"],
+        size,
+        num_classes=self.num_classes,
+        features=self.aux_channels,
+        dropout_rate=self.dropout_rate,
+        dtype=self.dtype,
+        train=train,
+      )
     return outputs
 
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxseg.models import layers, vgg
+from jaxseg.models import backbones, layers
 
 # Offsets of the crops in the authors' networks (they follow from padding 100,
 # five ceil-mode pools and the valid 7×7 fc6).
@@ -42,9 +42,10 @@ class FCN(nn.Module):
   Attributes:
     num_classes: number of classes.
     stride: 32 (FCN-32s), 16 (FCN-16s, adds pool4) or 8 (FCN-8s, adds pool3).
-    width_divisor: divides VGG16's channels (1 in the paper).
-    batch_norm: a VGG16-BN trunk instead of VGG16 (not in the paper; it lets
-      FCN train from scratch, which plain VGG16 barely does).
+    backbone: "vgg16" (the paper's) or "vgg16_bn" (VGG16-BN: not in the
+      paper; it lets FCN train from scratch, which plain VGG16 barely does);
+      any registered backbone with `pool3`, `pool4` and `fc7` endpoints.
+    width_divisor: divides VGG16's channels (1 in the paper); a divisor of 64.
     fc_features: channels of fc6/fc7 (4096 in the paper).
     dropout_rate: dropout after fc6 and fc7 (0.5).
     learned_upsampling: learn the 2× upsamplings (initialised bilinear), as
@@ -62,16 +63,24 @@ class FCN(nn.Module):
 
   num_classes: int
   stride: int = 8
+  backbone: str = "vgg16"
   width_divisor: int = 1
-  batch_norm: bool = False
   fc_features: int = 4096
   dropout_rate: float = 0.5
   learned_upsampling: bool = False
   input_padding: int = 100
   dtype: layers.Dtype = jnp.float32
 
+  def endpoints_read(self) -> tuple[str, ...]:
+    """The backbone endpoints this network reads."""
+    return {32: ("fc7",), 16: ("fc7", "pool4"), 8: ("fc7", "pool4", "pool3")}.get(self.stride, ())
+
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+    if 64 % self.width_divisor:
+      raise ValueError(
+        f"config.model.width_divisor={self.width_divisor} must divide VGG16's 64 first channels"
+      )
     if self.stride not in _FINAL_OFFSET:
       raise ValueError(f"FCN stride must be 32, 16 or 8, got {self.stride}")
     if self.input_padding not in (0, 100):
@@ -84,15 +93,14 @@ class FCN(nn.Module):
     if not caffe:
       image = layers.pad_to_multiple(image, 32)
     c = self.num_classes
-    _, endpoints = vgg.VGG(
-      batch_norm=self.batch_norm,
-      width_divisor=self.width_divisor,
+    _, endpoints = backbones.create(
+      self.backbone,
+      width=64 // self.width_divisor,
       fc_features=self.fc_features,
       dropout_rate=self.dropout_rate,
       first_padding=100 if caffe else 1,
       fc_padding="VALID" if caffe else 3,
       dtype=self.dtype,
-      name="backbone",
     )(image, train=train)
 
     def score(name, x, init=layers.classifier_init):

@@ -12,6 +12,7 @@ keeps the previous stage's dilation.
 """
 
 import functools
+import re
 from collections.abc import Sequence
 
 import jax
@@ -184,9 +185,40 @@ ResNet34 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block=BasicBlock)
 ResNet50 = functools.partial(ResNet, stage_sizes=(3, 4, 6, 3), block=Bottleneck)
 ResNet101 = functools.partial(ResNet, stage_sizes=(3, 4, 23, 3), block=Bottleneck)
 
-BACKBONES = {
-  "resnet18": ResNet18,
-  "resnet34": ResNet34,
-  "resnet50": ResNet50,
-  "resnet101": ResNet101,
+ENDPOINTS = ("stem", "stride4", "stride8", "stride16", "stride32")
+
+# Weight files (`jaxseg.pretrained`): torchvision's and timm's names are
+# jaxseg's with dots for slashes. (bottleneck blocks?, blocks in layer3) -> name.
+_BY_STRUCTURE = {
+  (False, 2): "resnet18",
+  (False, 6): "resnet34",
+  (True, 6): "resnet50",
+  (True, 23): "resnet101",
 }
+# The ImageNet classifier: torchvision's `fc`, timm's `head.fc`.
+IMAGENET_CLASSIFIER = re.compile(r"^(fc|head\.fc)\.")
+
+
+def detect_weights(keys: set[str]) -> str | None:
+  """Which ResNet a torchvision/timm state dict's names describe (None: not a ResNet)."""
+  if "layer1.0.conv1.weight" not in keys:
+    return None
+  if "conv1.0.weight" in keys:
+    raise ValueError(
+      "this is a deep-stem ResNet (timm's ResNet-C/D variants, 'conv1.0.weight'); jaxseg's "
+      "ResNets are torchvision's"
+    )
+  blocks = len({k.split(".")[1] for k in keys if k.startswith("layer3.")})
+  bottleneck = "layer1.0.conv3.weight" in keys
+  arch = _BY_STRUCTURE.get((bottleneck, blocks))
+  if arch is None:
+    kind = "bottleneck" if bottleneck else "basic-block"
+    raise ValueError(
+      f"a {kind} ResNet with {blocks} blocks in layer3 is none of {sorted(_BY_STRUCTURE.values())}"
+    )
+  return arch
+
+
+def import_tensor(module: str, leaf: str, value):
+  """No ResNet tensor needs more than the generic renaming."""
+  del module, leaf, value

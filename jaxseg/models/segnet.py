@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxseg.models import layers, vgg
+from jaxseg.models import backbones, layers
 
 # Output channels of the decoder's convolutions, deepest stage first (the
 # encoder's VGG16 stages mirrored); the very last one is the classifier.
@@ -34,20 +34,31 @@ class SegNet(nn.Module):
 
   Attributes:
     num_classes: number of classes.
-    width_divisor: divides every channel count (1 in the paper).
+    backbone: "vgg16_bn" (the paper's encoder); any registered backbone with
+      VGG's pooling indices.
+    width_divisor: divides every channel count (1 in the paper); a divisor of 64.
     dtype: computation dtype; logits are float32.
 
   Returns `{"logits": [N, H, W, num_classes]}` for any H, W.
   """
 
   num_classes: int
+  backbone: str = "vgg16_bn"
   width_divisor: int = 1
   dtype: layers.Dtype = jnp.float32
 
+  def endpoints_read(self) -> tuple[str, ...]:
+    """The backbone endpoints this network reads."""
+    return tuple(f"pool{s}{k}" for s, _ in _DECODER for k in ("", "_indices", "_size"))
+
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
-    x, endpoints = vgg.VGG16BN(
-      width_divisor=self.width_divisor, pool_indices=True, dtype=self.dtype, name="backbone"
+    if 64 % self.width_divisor:
+      raise ValueError(
+        f"config.model.width_divisor={self.width_divisor} must divide VGG16's 64 first channels"
+      )
+    _, endpoints = backbones.create(
+      self.backbone, width=64 // self.width_divisor, pool_indices=True, dtype=self.dtype
     )(image, train=train)
     x = endpoints["pool5"]
     for stage, channels in _DECODER:

@@ -11,10 +11,12 @@ reshaped.
 """
 
 import functools
+import re
 from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 from jaxseg.models import layers
@@ -50,7 +52,7 @@ class Features(nn.Module):
 
   channels: Sequence[int | str]
   batch_norm: bool
-  width_divisor: int
+  width: int
   first_padding: int
   pool_indices: bool
   dtype: layers.Dtype
@@ -67,10 +69,12 @@ class Features(nn.Module):
         else:  # Ceil mode: an odd last row/column is pooled over what exists.
           x = layers.max_pool_2x2(x)
         endpoints[f"pool{pool}"] = x
+        if pool >= 2:
+          endpoints[f"stride{2**pool}"] = x
         index += 1
         continue
       x = layers.Conv(
-        v // self.width_divisor,
+        v * self.width // 64,
         3,
         padding=self.first_padding if index == 0 else 1,
         use_bias=True,  # torchvision keeps conv biases in VGG-BN too.
@@ -92,8 +96,8 @@ class VGG(nn.Module):
   Attributes:
     channels: channels per convolution, "M" for a max pool.
     batch_norm: VGG-BN (BN after every convolution).
-    width_divisor: divide every channel count by this (1 in the paper); slim
-      variants train on a CPU.
+    width: channels of the first convolutions (64 in the paper); every layer's
+      channels scale with it (slim variants train on a CPU).
     fc_features: channels of fc6/fc7 (4096 in the paper); 0 leaves them out.
     dropout_rate: dropout after fc6 and fc7 (0.5 in the paper).
     first_padding: padding of the very first convolution; FCN pads by 100 so
@@ -103,14 +107,15 @@ class VGG(nn.Module):
     pool_indices: max pools also return argmax indices (SegNet).
     dtype: computation dtype.
 
-  Returns `(x, endpoints)`: `pool1`..`pool5` after each pool (strides 2..32;
+  Returns `(x, endpoints)`: `pool1`..`pool5` after each pool (strides 2..32),
+  the same maps by stride (`stride4` = `pool2` .. `stride32` = `pool5`);
   with `pool_indices`, also `pool1_indices`.. and the pre-pool sizes
-  `pool1_size`..) and, with `fc_features`, `fc7` (stride 32).
+  `pool1_size`..; and, with `fc_features`, `fc7` (stride 32).
   """
 
   channels: Sequence[int | str] = VGG16_CHANNELS
   batch_norm: bool = False
-  width_divisor: int = 1
+  width: int = 64
   fc_features: int = 0
   dropout_rate: float = 0.5
   first_padding: int = 1
@@ -123,7 +128,7 @@ class VGG(nn.Module):
     x, endpoints = Features(
       self.channels,
       self.batch_norm,
-      self.width_divisor,
+      self.width,
       self.first_padding,
       self.pool_indices,
       self.dtype,
@@ -141,3 +146,47 @@ class VGG(nn.Module):
 
 VGG16 = functools.partial(VGG, batch_norm=False)
 VGG16BN = functools.partial(VGG, batch_norm=True)
+
+ENDPOINTS = (
+  *(f"pool{i}" for i in range(1, 6)),
+  "stride4",
+  "stride8",
+  "stride16",
+  "stride32",
+  "fc7",
+  *(f"pool{i}_indices" for i in range(1, 6)),
+  *(f"pool{i}_size" for i in range(1, 6)),
+)
+
+# Weight files (`jaxseg.pretrained`): torchvision's `features.N` are jaxseg's
+# `features/N`; the fully connected `classifier.0`/`classifier.3` (timm:
+# `pre_logits.fc1`/`fc2`) become the convolutions fc6 (7×7) and fc7 (1×1).
+_FULLY_CONNECTED = {
+  "classifier.0": "fc6",
+  "classifier.3": "fc7",
+  "pre_logits.fc1": "fc6",
+  "pre_logits.fc2": "fc7",
+}
+# The ImageNet classifier: torchvision's `classifier.6`, timm's `head.fc`.
+IMAGENET_CLASSIFIER = re.compile(r"^(classifier\.6|head\.fc)\.")
+
+
+def detect_weights(keys: set[str]) -> str | None:
+  """ "vgg16" or "vgg16_bn" for a torchvision/timm VGG state dict, else None."""
+  if "features.0.weight" not in keys:
+    return None
+  return "vgg16_bn" if "features.1.running_mean" in keys else "vgg16"
+
+
+def import_tensor(module: str, leaf: str, value: np.ndarray) -> tuple[str, np.ndarray] | None:
+  """fc6/fc7 as convolutions; None for every tensor the generic renaming handles."""
+  if module not in _FULLY_CONNECTED:
+    return None
+  name = _FULLY_CONNECTED[module]
+  if leaf != "weight":
+    return f"params/{name}/{leaf}", value
+  if value.ndim == 4:  # timm's ConvMlp already stores a convolution.
+    return f"params/{name}/kernel", value.transpose(2, 3, 1, 0)
+  if name == "fc6":  # torchvision flattens pool5's [512, 7, 7] channel-major.
+    return f"params/{name}/kernel", value.reshape(value.shape[0], -1, 7, 7).transpose(2, 3, 1, 0)
+  return f"params/{name}/kernel", value.T[None, None]

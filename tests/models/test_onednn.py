@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from jaxseg import config_files, metrics, train
+from jaxseg import config_files, train
 from jaxseg.models import create_model, onednn
-from tests.helpers import tiny_config
+from tests.helpers import logged_losses, tiny_config
 
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason="oneDNN library not built")
 
@@ -175,7 +175,7 @@ def test_twenty_training_steps_match_xla(data_dir, tmp_path):
     )  # fmt: skip
     workdir = str(tmp_path / backend)
     train.train_and_evaluate(config, workdir)
-    losses[backend] = [r["train/loss"] for r in metrics.read_scalars(workdir) if "train/loss" in r]
+    losses[backend] = list(logged_losses(workdir).values())
   assert len(losses["onednn"]) == 20
   np.testing.assert_allclose(losses["onednn"], losses["xla"], rtol=1e-3)
 

@@ -50,7 +50,7 @@ def test_fc_layers_are_convolutionalised():
 
 @pytest.mark.parametrize("size", [(64, 64), (70, 45)])
 def test_endpoint_strides(size):
-  model = vgg.VGG16BN(width_divisor=16, pool_indices=True)
+  model = vgg.VGG16BN(width=4, pool_indices=True)
   x = jax.ShapeDtypeStruct((1, *size, 3), jnp.float32)
   _, endpoints = jax.eval_shape(
     lambda v, x: model.apply(v, x, train=False), _variables(model, (1, *size, 3)), x
@@ -60,3 +60,6 @@ def test_endpoint_strides(size):
     h, w = -(-h // 2), -(-w // 2)  # Ceil-mode pooling.
     assert endpoints[f"pool{i}"].shape[1:3] == (h, w)
     assert endpoints[f"pool{i}_indices"].shape == endpoints[f"pool{i}"].shape
+    if i >= 2:  # The same maps by stride, as every backbone names them.
+      assert endpoints[f"stride{2**i}"].shape == endpoints[f"pool{i}"].shape
+  assert set(endpoints) <= set(vgg.ENDPOINTS)

@@ -1,0 +1,140 @@
+"""Backbone registry: `config.model.backbone` -> a trunk that returns endpoints.
+
+A backbone is a Flax module whose `__call__(image, *, train)` returns
+`(x, endpoints)`: its last feature map and a dict of named feature maps —
+`stride4` .. `stride32` by the stride of the undilated network, plus
+family-specific taps (VGG's `pool1`..`pool5`, `fc7`, pooling indices).
+Networks take their trunk from here by name (`create`) and say which
+endpoints they read; `check` fails, naming the backbone and the endpoint,
+before anything is traced.
+
+Adding a backbone: a module file with the trunk (and, for ImageNet weights,
+`detect_weights`, `import_tensor` and `IMAGENET_CLASSIFIER`; see `resnet.py`),
+and one line per variant in `BACKBONES`.
+"""
+
+import dataclasses
+import functools
+import re
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+from flax import linen as nn
+
+from jaxseg.models import resnet, vgg
+
+
+class WeightFormat(NamedTuple):
+  """How a family's torchvision/timm weight files read (`jaxseg.pretrained`).
+
+  Attributes:
+    detect: state-dict names -> the registered name they describe, or None
+      when they are not this family's (raises for a near miss, saying why).
+    import_tensor: `(module, leaf, array)` -> `(jaxseg path, array)` for the
+      tensors that need more than the generic renaming (dots to slashes, OIHW
+      to HWIO, BatchNorm's names), else None.
+    imagenet_classifier: names of the ImageNet classifier, which a
+      segmentation trunk has no place for.
+  """
+
+  detect: Callable[[set[str]], str | None]
+  import_tensor: Callable
+  imagenet_classifier: re.Pattern
+
+
+RESNET_WEIGHTS = WeightFormat(
+  resnet.detect_weights, resnet.import_tensor, resnet.IMAGENET_CLASSIFIER
+)
+VGG_WEIGHTS = WeightFormat(vgg.detect_weights, vgg.import_tensor, vgg.IMAGENET_CLASSIFIER)
+
+
+@dataclasses.dataclass(frozen=True)
+class Backbone:
+  """A registered trunk.
+
+  Attributes:
+    module: the trunk's class (or a partial of one fixing its variant).
+    endpoints: the names of the feature maps it can return.
+    output_strides: the output strides it can run at (dilation replaces
+      stride past them).
+    weights: how its ImageNet weight files read; None: none importable.
+  """
+
+  module: Callable[..., nn.Module]
+  endpoints: tuple[str, ...]
+  output_strides: tuple[int, ...]
+  weights: WeightFormat | None = None
+
+  @property
+  def settings(self) -> set[str]:
+    """The keyword arguments `module` takes."""
+    cls = self.module.func if isinstance(self.module, functools.partial) else self.module
+    fixed = set(self.module.keywords) if isinstance(self.module, functools.partial) else set()
+    return {f.name for f in dataclasses.fields(cls)} - {"parent", "name"} - fixed
+
+
+BACKBONES: dict[str, Backbone] = {
+  "resnet18": Backbone(resnet.ResNet18, resnet.ENDPOINTS, (8, 16, 32), RESNET_WEIGHTS),
+  "resnet34": Backbone(resnet.ResNet34, resnet.ENDPOINTS, (8, 16, 32), RESNET_WEIGHTS),
+  "resnet50": Backbone(resnet.ResNet50, resnet.ENDPOINTS, (8, 16, 32), RESNET_WEIGHTS),
+  "resnet101": Backbone(resnet.ResNet101, resnet.ENDPOINTS, (8, 16, 32), RESNET_WEIGHTS),
+  "vgg16": Backbone(vgg.VGG16, vgg.ENDPOINTS, (32,), VGG_WEIGHTS),
+  "vgg16_bn": Backbone(vgg.VGG16BN, vgg.ENDPOINTS, (32,), VGG_WEIGHTS),
+}
+
+# A network's own name for a setting it passes on, for error messages.
+_CONFIG_KEYS = {"width": "backbone_width"}
+
+
+def get(name: str) -> Backbone:
+  """The registered backbone `name`; raises naming `config.model.backbone`."""
+  if name not in BACKBONES:
+    raise ValueError(
+      f"config.model.backbone={name!r} is not a registered backbone; known: {sorted(BACKBONES)}"
+    )
+  return BACKBONES[name]
+
+
+def check(name: str, endpoints: Iterable[str], model: str, output_stride: int | None = None):
+  """Raises unless backbone `name` has every one of `endpoints` (and can run
+  at `output_stride`), naming what is missing and what `model` needs it for."""
+  backbone = get(name)
+  missing = [e for e in endpoints if e not in backbone.endpoints]
+  if missing:
+    raise ValueError(
+      f"config.model.backbone={name!r} has no endpoint {missing[0]!r}, which {model} reads; "
+      f"it has: {', '.join(backbone.endpoints)}"
+    )
+  if output_stride is not None and output_stride not in backbone.output_strides:
+    raise ValueError(
+      f"config.model.output_stride={output_stride}: backbone {name!r} runs at output stride "
+      f"{', '.join(map(str, backbone.output_strides))}"
+    )
+
+
+def create(
+  name: str, *, output_stride: int | None = None, module_name: str = "backbone", **settings
+) -> nn.Module:
+  """Backbone `name` as the submodule `module_name`, with the `settings` it takes.
+
+  `output_stride` is checked against what the backbone supports (and passed
+  on where the trunk has the setting). Any other setting the trunk does not
+  take is dropped when it is None or False (not asked for) and an error
+  otherwise, so nothing a config sets is silently ignored.
+  """
+  backbone = get(name)
+  takes = backbone.settings
+  if output_stride is not None:
+    check(name, (), f"{name}", output_stride)
+    if "output_stride" in takes:
+      settings["output_stride"] = output_stride
+  kwargs = {}
+  for key, value in settings.items():
+    if key in takes:
+      kwargs[key] = value
+    elif value is not None and value is not False:
+      raise ValueError(
+        f"config.model.{_CONFIG_KEYS.get(key, key)}={value!r} does not apply to backbone "
+        f"{name!r} (it takes: {', '.join(sorted(takes))})"
+      )
+  return backbone.module(**kwargs, name=module_name)

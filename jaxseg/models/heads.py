@@ -1,0 +1,156 @@
+"""Segmentation heads shared by the networks: each takes backbone endpoints.
+
+- `FCNHead`: conv-BN-ReLU, channel dropout, 1×1 classifier (mmsegmentation's
+  auxiliary head; Long et al.'s score layer with one hidden convolution).
+- `PyramidPooling`: PSPNet's pyramid (Zhao et al. 2017,
+  https://arxiv.org/abs/1612.01105).
+- `ASPP`: DeepLabV3's atrous spatial pyramid pooling (Chen et al. 2017,
+  https://arxiv.org/abs/1706.05587).
+- `deeplabv3plus_decoder`: DeepLabV3+'s stride-4 decoder (Chen et al. 2018,
+  https://arxiv.org/abs/1802.02611).
+- `logits_at` and `auxiliary_logits`: the classifier and the auxiliary head,
+  resized to the input as float32, as every network returns them.
+
+The two functions create their layers in the calling network's scope, so the
+parameter names stay the network's own (`classifier`, `aux_head`,
+`low_level`, `decoder0` ...) and checkpoints do not depend on this module.
+"""
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+from jaxseg.models import layers
+
+# ASPP rates of the DeepLabV3 paper by output stride.
+PAPER_ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+
+
+class FCNHead(nn.Module):
+  """conv-BN-ReLU, channel dropout, 1×1 classifier (the auxiliary head).
+
+  Attributes:
+    num_classes: output channels.
+    features: channels of the 3×3 convolution.
+    dropout_rate: channel dropout before the classifier.
+    dtype: computation dtype.
+  """
+
+  num_classes: int
+  features: int
+  dropout_rate: float = 0.1
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = layers.ConvNormAct(self.features, 3, dtype=self.dtype, name="conv")(x, train=train)
+    x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train)(x)
+    return layers.classifier(self.num_classes, self.dtype)(x)
+
+
+class PyramidPooling(nn.Module):
+  """Pools at each bin size, projects, upsamples, concatenates with the input.
+
+  Branches of 1×1 conv + BN + ReLU, as in the authors' release and mmsegmentation.
+
+  Attributes:
+    bins: output sizes of the adaptive average pools.
+    features: channels of each branch (C/len(bins) in the paper).
+    dtype: computation dtype.
+  """
+
+  bins: Sequence[int]
+  features: int
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    size = x.shape[1:3]
+    branches = [x]
+    for i, b in enumerate(self.bins):
+      y = layers.adaptive_avg_pool(x, b)
+      y = layers.ConvNormAct(self.features, 1, dtype=self.dtype, name=f"branch{i}")(y, train=train)
+      branches.append(layers.resize_bilinear(y, size).astype(x.dtype))
+    return layers.concat_channels(branches)
+
+
+class ASPP(nn.Module):
+  """Atrous spatial pyramid pooling: a 1×1 branch, three 3×3 atrous branches
+  and image-level pooling, each conv-BN-ReLU, concatenated and projected.
+
+  Attributes:
+    rates: atrous rates of the three 3×3 branches.
+    features: channels of every branch and of the projection (256).
+    dropout_rate: dropout after the projection.
+    dtype: computation dtype.
+  """
+
+  rates: Sequence[int]
+  features: int = 256
+  dropout_rate: float = 0.1
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    branch = lambda k, rate, name: layers.ConvNormAct(
+      self.features, k, dilation=rate, dtype=self.dtype, name=name
+    )
+    branches = [branch(1, 1, "conv1x1")(x, train=train)]
+    for i, rate in enumerate(self.rates):
+      branches.append(branch(3, rate, f"atrous{i}")(x, train=train))
+    pooled = branch(1, 1, "image_pool")(jnp.mean(x, axis=(1, 2), keepdims=True), train=train)
+    branches.append(jnp.broadcast_to(pooled, (*x.shape[:3], self.features)))
+    x = branch(1, 1, "project")(layers.concat_channels(branches), train=train)
+    return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+
+
+def deeplabv3plus_decoder(
+  x: jax.Array,
+  low: jax.Array,
+  *,
+  low_level_features: int,
+  features: int,
+  separable: bool,
+  dtype: layers.Dtype,
+  train: bool,
+) -> jax.Array:
+  """Fuses the upsampled encoder output `x` with stride-4 features `low`.
+
+  `low` is reduced to `low_level_features` by a 1×1 conv-BN-ReLU
+  (`low_level`), concatenated with `x` resized to it, and fused by two 3×3
+  conv-BN-ReLU layers (`decoder0`, `decoder1`; depthwise-separable with
+  `separable`). Call inside a network's compact `__call__`.
+  """
+  low = layers.ConvNormAct(low_level_features, 1, dtype=dtype, name="low_level")(low, train=train)
+  x = layers.resize_bilinear(x, low.shape[1:3]).astype(low.dtype)
+  x = layers.concat_channels([x, low])
+  for i in range(2):
+    if separable:
+      conv = layers.SeparableConvNormAct(features, dtype=dtype, name=f"decoder{i}")
+    else:
+      conv = layers.ConvNormAct(features, 3, dtype=dtype, name=f"decoder{i}")
+    x = conv(x, train=train)
+  return x
+
+
+def logits_at(x: jax.Array, size: Sequence[int], num_classes: int, dtype) -> jax.Array:
+  """The 1×1 `classifier` on `x`, bilinearly resized to `size`, float32."""
+  x = layers.classifier(num_classes, dtype)(x)
+  return layers.resize_bilinear(x.astype(jnp.float32), size)
+
+
+def auxiliary_logits(
+  x: jax.Array,
+  size: Sequence[int],
+  *,
+  num_classes: int,
+  features: int,
+  dropout_rate: float,
+  dtype: layers.Dtype,
+  train: bool,
+) -> jax.Array:
+  """The auxiliary `FCNHead` (`aux_head`) on `x`, resized to `size`, float32."""
+  aux = FCNHead(num_classes, features, dropout_rate, dtype, name="aux_head")(x, train=train)
+  return layers.resize_bilinear(aux.astype(jnp.float32), size)
