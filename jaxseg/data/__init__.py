@@ -1,7 +1,29 @@
-"""Dataset registry: a name in `config.data.name` -> where it lives and what its labels mean."""
+"""Dataset registry: a name in `config.data.name` -> where it lives, what its
+labels mean, and its standard training recipe.
+
+The recipes follow mmsegmentation's configs for these datasets (its 512×512
+VOC-aug 20k, Cityscapes 512×1024 40k and ADE20K 512×512 80k schedules); a
+model config takes one by argument (`configs/psp.py:voc2012`) and
+`configs/_datasets.py` applies it, together with what every real dataset
+shares: SGD with momentum 0.9, learning rate 0.01 with poly decay, weight
+decay 5e-4, random resize 0.5-2.0× of the base scale, random crop with
+`cat_max_ratio` 0.75, flip and photometric distortion.
+
+| name | train split | crop | batch | steps | base scale (long, short) |
+|---|---|---|---|---|---|
+| voc2012 | train_aug (needs SBD) | 512×512 | 16 | 20,000 | 2048, 512 |
+| cityscapes | train | 512×1024 | 8 | 40,000 | 2048, 1024 |
+| ade20k | train | 512×512 | 16 | 80,000 | 2048, 512 |
+| oxford_iiit_pet | train | 512×512 | 16 | 20,000 | 2048, 512 |
+| folder | your images | 256×256 | 8 | 4,000 | the images' own size |
+
+Validation images are scored at their own resolution, padded to
+`config.data.eval_size` (which must hold the largest of them).
+"""
 
 import dataclasses
 import importlib
+from typing import Any
 
 import ml_collections
 import numpy as np
@@ -25,6 +47,9 @@ class DatasetSpec:
     ignore_label: label value excluded from loss and metrics.
     label_map: lookup table from the stored label values to training ids
       (values mapped to `ignore_label` are ignored), or None to use them as they are.
+    recipe: its standard training recipe, config fields by dotted key
+      (`"data.max_size"`, `"crop_size"` ...); None: no recipe (the embedded
+      dataset, whose settings are `configs/default.py`'s).
   """
 
   tfds_name: str
@@ -37,6 +62,7 @@ class DatasetSpec:
   builder_module: str | None = None
   ignore_label: int = labels.IGNORE_LABEL
   label_map: np.ndarray | None = None
+  recipe: dict[str, Any] | None = None
 
   @property
   def num_classes(self) -> int:
@@ -55,6 +81,16 @@ DATASETS: dict[str, DatasetSpec] = {
     class_names=labels.VOC_CLASSES,
     palette=labels.VOC_PALETTE,
     builder_module="jaxseg.data.builders.voc2012",
+    recipe={
+      "data.variant": "aug",
+      "data.train_split": "train_aug",
+      "data.max_size": (512, 512),
+      "data.eval_size": (512, 512),
+      "crop_size": (512, 512),
+      "batch_size": 16,
+      "num_train_steps": 20_000,
+      "augment.base_size": (2048, 512),
+    },
   ),
   "cityscapes": DatasetSpec(
     tfds_name="cityscapes",
@@ -63,6 +99,16 @@ DATASETS: dict[str, DatasetSpec] = {
     image_key="image_left",
     label_key="segmentation_label",
     label_map=labels.CITYSCAPES_LABEL_MAP,
+    recipe={
+      "data.variant": "semantic_segmentation",
+      "data.max_size": (1024, 2048),
+      "data.eval_size": (1024, 2048),
+      "crop_size": (512, 1024),
+      "batch_size": 8,
+      "eval_batch_size": 8,
+      "num_train_steps": 40_000,
+      "augment.base_size": (2048, 1024),
+    },
   ),
   "ade20k": DatasetSpec(
     tfds_name="ade20k",
@@ -70,6 +116,15 @@ DATASETS: dict[str, DatasetSpec] = {
     palette=labels.ADE20K_PALETTE,
     builder_module="jaxseg.data.builders.ade20k",
     label_map=labels.ADE20K_LABEL_MAP,
+    recipe={
+      "data.variant": "",
+      "data.max_size": (1024, 1024),
+      "data.eval_size": (1024, 1024),
+      "crop_size": (512, 512),
+      "batch_size": 16,
+      "num_train_steps": 80_000,
+      "augment.base_size": (2048, 512),
+    },
   ),
   "oxford_iiit_pet": DatasetSpec(
     tfds_name="oxford_iiit_pet",
@@ -77,9 +132,33 @@ DATASETS: dict[str, DatasetSpec] = {
     palette=labels.OXFORD_PET_PALETTE,
     eval_split="test",
     label_map=labels.OXFORD_PET_LABEL_MAP,
+    recipe={
+      "data.variant": "",
+      "data.max_size": (1024, 1024),
+      "data.eval_size": (1024, 1024),
+      "crop_size": (512, 512),
+      "batch_size": 16,
+      "num_train_steps": 20_000,
+      "augment.base_size": (2048, 512),
+    },
+  ),
+  # A user's directory (`config.data.folder`): its classes and builder come
+  # from the directory itself (`get_dataset_spec`).
+  "folder": DatasetSpec(
+    tfds_name="user_folder",
+    class_names=(),
+    palette=np.zeros((0, 3), np.uint8),
+    recipe={
+      "data.variant": "",
+      "data.max_size": (512, 512),
+      "data.eval_size": (512, 512),
+      "crop_size": (256, 256),
+      "batch_size": 8,
+      "num_train_steps": 4_000,
+      "augment.base_size": (),
+    },
   ),
 }
-# `folder` is a user's directory: its spec is read from the directory itself.
 FOLDER = "folder"
 
 
@@ -93,13 +172,14 @@ def get_dataset_spec(data: ml_collections.ConfigDict | str) -> DatasetSpec:
     from jaxseg.data.builders import folder
 
     meta = folder.read_meta(data.folder)
-    return DatasetSpec(
+    return dataclasses.replace(
+      DATASETS[FOLDER],
       tfds_name=f"user_folder/{folder.builder_config(data.folder).name}",
       class_names=meta.class_names,
       palette=meta.palette,
     )
   if name not in DATASETS:
-    known = sorted([*DATASETS, FOLDER])
+    known = sorted(DATASETS)
     raise ValueError(f"config.data.name={name!r} is not a known dataset; known: {known}")
   spec = DATASETS[name]
   if spec.builder_module:

@@ -16,27 +16,13 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxseg.data import photometric as photometric_lib
-
-# ImageNet statistics, which every pretrained backbone expects.
-MEAN_RGB = (123.675, 116.28, 103.53)
-STDDEV_RGB = (58.395, 57.12, 57.375)
-# The uint8 colour that pads images on the host: it normalises to about 0, as
-# the crop padding of `warp` does.
-PAD_COLOUR = np.round(MEAN_RGB).astype(np.uint8)
+from jaxseg.models.preprocessing import MEAN_RGB
 
 # mmsegmentation's RandomCrop: crops drawn until the most frequent class
 # covers less than `cat_max_ratio` of the crop, at most this many times.
 CAT_MAX_RATIO_TRIES = 10
-
-
-def normalize(image: jax.Array) -> jax.Array:
-  """uint8 (or float in [0, 255]) RGB `[..., 3]` -> float32, ImageNet-standardised."""
-  mean = jnp.asarray(MEAN_RGB, jnp.float32)
-  std = jnp.asarray(STDDEV_RGB, jnp.float32)
-  return (image.astype(jnp.float32) - mean) / std
 
 
 def augment_batch(

@@ -32,8 +32,9 @@ from jax.experimental import multihost_utils
 from PIL import Image
 
 from jaxseg import sharding
-from jaxseg.data import FOLDER, DatasetSpec, augment, get_dataset_spec
+from jaxseg.data import FOLDER, DatasetSpec, get_dataset_spec
 from jaxseg.data.builders import folder
+from jaxseg.models import preprocessing
 
 
 class _QuietDecoderHint(logging.Filter):
@@ -151,7 +152,7 @@ class _FitAndPad:
       base *= h / label.shape[0]
       h, w = label.shape
     padded_image = np.empty((ph, pw, 3), np.uint8)
-    padded_image[...] = augment.PAD_COLOUR
+    padded_image[...] = preprocessing.PAD_COLOUR
     padded_image[:h, :w] = image
     padded_label = np.full((ph, pw), self.ignore_label, np.int32)
     padded_label[:h, :w] = label
@@ -230,7 +231,7 @@ def eval_batches(
   num_examples = len(decoded)
   first = decoded[0]
   padding = {
-    "image": np.broadcast_to(augment.PAD_COLOUR, first["image"].shape).copy(),
+    "image": np.broadcast_to(preprocessing.PAD_COLOUR, first["image"].shape).copy(),
     "label": np.full_like(first["label"], spec.ignore_label),
     "size": np.zeros(2, np.int32),
     "base_scale": np.float32(1),

@@ -13,10 +13,10 @@ images that contain c), ready for `--config.loss.class_weights`.
 import collections
 
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import flags
 from tqdm.auto import tqdm
 
+from jaxseg import cli
 from jaxseg.data import pipeline
 
 FLAGS = flags.FLAGS
@@ -86,7 +86,7 @@ def format_report(stats: dict, class_names, weights: np.ndarray) -> str:
 def define_flags() -> None:
   """The command line's flags; defined on use so that importing this module
   (from tests, notebooks or another tool) does not claim flag names."""
-  config_flags.DEFINE_config_file("config", "configs/default.py", "Config naming the dataset.")
+  cli.define_config_flag(default="configs/default.py")
   flags.DEFINE_string("dataset", None, "Overrides config.data.name.")
   flags.DEFINE_string("split", None, "Split to read; default the dataset's training split.")
   flags.DEFINE_integer("limit", 0, "Read at most this many examples (0: all).")
@@ -94,8 +94,8 @@ def define_flags() -> None:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
-  config = FLAGS.config
+  cli.quiet_logging()
+  [(_, config)] = cli.load_configs()
   if FLAGS.dataset:
     with config.unlocked():
       config.data.name = FLAGS.dataset
@@ -112,4 +112,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 
 from jaxseg.data import augment
+from jaxseg.models import preprocessing
 
 
 def _blocks(h=24, w=20, seed=0, block=4):
@@ -90,7 +91,7 @@ def test_crop_larger_than_image_is_padded_with_ignore_and_mean():
   out_i, out_l = np.asarray(out_i), np.asarray(out_l)
   assert np.all(out_l[12:] == 255) and np.all(out_l[:, 10:] == 255)
   assert np.all(out_l[:12, :10] != 255)
-  np.testing.assert_allclose(out_i[12:], np.broadcast_to(augment.MEAN_RGB, out_i[12:].shape))
+  np.testing.assert_allclose(out_i[12:], np.broadcast_to(preprocessing.MEAN_RGB, out_i[12:].shape))
 
 
 def test_random_scale_crop_flip_keeps_image_and_label_aligned():
