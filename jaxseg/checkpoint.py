@@ -96,6 +96,16 @@ class Checkpointer:
     self._manager.close()
 
 
+def for_run(workdir: str, config) -> Checkpointer:
+  """The checkpoints of the run in `workdir` (under `workdir/checkpoints`),
+  kept and saved as `config` says."""
+  return Checkpointer(
+    os.path.join(os.path.abspath(workdir), "checkpoints"),
+    keep=config.keep_checkpoints,
+    save_every_steps=config.checkpoint_every_steps,
+  )
+
+
 def abstract_with_shardings(tree: Any, shardings: Any) -> Any:
   """`ShapeDtypeStruct`s of `tree` carrying `shardings`: a restore target."""
   return jax.tree.map(

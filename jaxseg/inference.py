@@ -21,21 +21,30 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from jaxseg.data import augment
+from jaxseg.models import preprocessing
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
 
 def forward_logits(model, variables, images: jax.Array) -> jax.Array:
-  """The model's float32 logits `[N, h, w, C]` for a uint8 batch `[N, h, w, 3]`."""
-  out = model.apply(variables, augment.normalize(images), train=False)["logits"]
+  """The model's float32 logits `[N, h, w, C]` for a uint8 batch `[N, h, w, 3]`.
+
+  The one forward pass of a trained model: evaluation during training, its
+  pictures, `jaxseg.evaluate`/`predict`, exports and the benchmark all run it.
+  """
+  out = model.apply(variables, preprocessing.normalize(images), train=False)["logits"]
   return out.astype(jnp.float32)
 
 
 def make_predict_fn(model, variables) -> PredictFn:
-  """A jitted `uint8 [N, h, w, 3] -> float32 [N, h, w, C]` logits function."""
-  run = jax.jit(lambda images: forward_logits(model, variables, images))
-  return lambda images: np.asarray(run(jnp.asarray(images)))
+  """A jitted `uint8 [N, h, w, 3] -> float32 [N, h, w, C]` logits function.
+
+  The variables go to the device once and into the compiled function as an
+  argument, not as constants baked into it.
+  """
+  variables = jax.device_put(variables)
+  run = jax.jit(lambda variables, images: forward_logits(model, variables, images))
+  return lambda images: np.asarray(run(variables, jnp.asarray(images)))
 
 
 def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -43,7 +52,7 @@ def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
   if (h, w) == (height, width):
     return image
   out = np.empty((height, width, 3), np.uint8)
-  out[...] = augment.PAD_COLOUR
+  out[...] = preprocessing.PAD_COLOUR
   out[:h, :w] = image
   return out
 

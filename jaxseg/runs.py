@@ -1,27 +1,44 @@
-"""A training run after the fact: its config, its checkpoints, its model restored."""
+"""A training run after the fact: its config, its checkpoints, its model restored.
+
+Inference (`load_predictor`, `load_variables`) reads only the parameters and
+BatchNorm statistics of a checkpoint; `load_train_state` restores the whole
+train state, optimizer included, as resuming does.
+"""
 
 import json
 import os
 
+import jax
 import ml_collections
 from flax import linen as nn
 
-from jaxseg import checkpoint, inference, sharding
-from jaxseg import state as train_state
+from jaxseg import checkpoint, inference, pretrained, sharding, state
 from jaxseg.data import get_dataset_spec
+from jaxseg.models import create_model
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run in `workdir` trained with (its `config.json`)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
     raise FileNotFoundError(f"{path} is missing: --workdir must be a jaxseg training run")
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(json.load(f))
+  _upgrade(config)
+  return config
+
+
+def _upgrade(config: ml_collections.ConfigDict) -> None:
+  """Config fields of earlier versions, in today's form (same parameters)."""
+  model = config.get("model", {})
+  if "batch_norm" in model:  # FCN before the backbone registry.
+    model.backbone = "vgg16_bn" if model.batch_norm else "vgg16"
+    del model["batch_norm"]
 
 
 def resolve_step(config: ml_collections.ConfigDict, workdir: str, which: str) -> int:
   """'best' / 'latest' / a number -> a saved step; raises naming what exists."""
-  ckpt = train_state.checkpointer(config, workdir)
+  ckpt = checkpoint.for_run(workdir, config)
   try:
     steps = ckpt.all_steps()
     if not steps:
@@ -38,20 +55,38 @@ def resolve_step(config: ml_collections.ConfigDict, workdir: str, which: str) ->
     ckpt.close()
 
 
+def load_variables(
+  config: ml_collections.ConfigDict, workdir: str, step: int
+) -> tuple[nn.Module, dict]:
+  """The model and its `{"params", "batch_stats"}` (numpy) saved at `step`;
+  no optimizer state is read. Raises, naming the arrays, if they do not fit
+  the model `config` describes."""
+  model = create_model(config, get_dataset_spec(config.data).num_classes)
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints", str(step))
+  variables, _ = checkpoint.read_variables(directory)
+  variables.setdefault("batch_stats", {})
+  abstract = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jax.numpy.zeros((1, *config.crop_size, 3)), train=False)
+  )
+  pretrained.check_fits(
+    pretrained.flatten_dict(variables), pretrained.flatten_dict(abstract), directory
+  )
+  return model, variables
+
+
 def load_train_state(
   config: ml_collections.ConfigDict, workdir: str, step: int | None = None
-) -> tuple[nn.Module, train_state.TrainState]:
-  """The model and the state saved at `step` (default: latest) in `workdir`."""
+) -> tuple[nn.Module, state.TrainState]:
+  """The model and the whole train state saved at `step` (default: latest)."""
   mesh = sharding.make_mesh(config)
-  spec = get_dataset_spec(config.data)
-  model, _, _, abstract_state, state_sharding = train_state.build(config, spec.num_classes, mesh)
-  ckpt = train_state.checkpointer(config, workdir)
+  setup = state.build(config, get_dataset_spec(config.data).num_classes, mesh)
+  ckpt = checkpoint.for_run(workdir, config)
   try:
     step = ckpt.latest_step() if step is None else step
     if step is None:
       raise FileNotFoundError(f"No checkpoint in {ckpt.directory}")
-    target = checkpoint.abstract_with_shardings(abstract_state, state_sharding)
-    return model, ckpt.restore(step, target)
+    target = checkpoint.abstract_with_shardings(setup.abstract_state, setup.state_sharding)
+    return setup.model, ckpt.restore(step, target)
   finally:
     ckpt.close()
 
@@ -60,6 +95,5 @@ def load_predictor(workdir: str, which: str = "best"):
   """`(config, step, predict_fn)` for the run in `workdir` at checkpoint `which`."""
   config = load_run_config(workdir)
   step = resolve_step(config, workdir, which)
-  model, state = load_train_state(config, workdir, step)
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  model, variables = load_variables(config, workdir, step)
   return config, step, inference.make_predict_fn(model, variables)

@@ -91,3 +91,17 @@ def to_global(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
   return {
     k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()
   }
+
+
+def check_batch_layout(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
+  """Fails, naming the config keys, unless each micro-batch splits evenly over
+  the devices and processes."""
+  accum, devices = config.grad_accum_steps, mesh.shape[DATA_AXIS]
+  if not isinstance(accum, int) or accum < 1:
+    raise ValueError(f"config.grad_accum_steps={accum!r} must be a positive integer")
+  if config.batch_size % (accum * devices):
+    raise ValueError(
+      f"config.batch_size={config.batch_size} must be divisible by config.grad_accum_steps "
+      f"({accum}) times the number of devices ({devices})"
+    )
+  per_process_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")

@@ -1,9 +1,14 @@
-"""The train state: what it holds, how it is initialised and laid out on the mesh."""
+"""The train state: what it holds, how it is initialised and laid out on the mesh.
+
+`build` is the one place a run's model, optimizer and state layout come from
+(training, the benchmark, restoring a run to resume it); `initial_values` the
+arrays a fresh run starts from instead of random ones.
+"""
 
 import functools
 import logging
-import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -13,7 +18,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from jaxseg import checkpoint, pretrained, sharding
+from jaxseg import checkpoint, optim, pretrained, sharding
 from jaxseg.models import create_model
 
 
@@ -25,44 +30,6 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
-
-
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-  """Linear warm-up to `config.learning_rate`, then polynomial ("poly") decay."""
-  warmup = config.warmup_steps
-  decay = optax.polynomial_schedule(
-    init_value=config.learning_rate,
-    end_value=config.end_learning_rate,
-    power=config.lr_power,
-    transition_steps=max(config.num_train_steps - warmup, 1),
-  )
-  if not warmup:
-    return decay
-  ramp = optax.linear_schedule(0.0, config.learning_rate, warmup)
-  return optax.join_schedules([ramp, decay], boundaries=[warmup])
-
-
-OPTIMIZERS = ("sgd", "adamw")
-
-
-def create_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """`config.optimizer` on the learning-rate schedule.
-
-  "sgd": SGD with momentum, weight decay added to the gradient (PyTorch's
-  `SGD(weight_decay=)`, the papers' and mmsegmentation's recipe). "adamw":
-  Adam with decoupled weight decay (PyTorch's `AdamW`), which trains deep
-  networks without skip connections from scratch several times faster here.
-  """
-  name = config.get("optimizer", "sgd")  # Runs from before the option used SGD.
-  if name not in OPTIMIZERS:
-    raise ValueError(f"config.optimizer={name!r} must be one of {OPTIMIZERS}")
-  schedule = learning_rate_schedule(config)
-  if name == "adamw":
-    return optax.adamw(schedule, b1=0.9, b2=0.999, weight_decay=config.weight_decay)
-  return optax.chain(
-    optax.add_decayed_weights(config.weight_decay),
-    optax.sgd(schedule, momentum=config.momentum),
-  )
 
 
 def create_train_state(
@@ -82,15 +49,31 @@ def create_train_state(
   )
 
 
-def build(config: ml_collections.ConfigDict, num_classes: int, mesh):
-  """Model, optimizer and the train state's abstract form and shardings.
+class Setup(NamedTuple):
+  """What `build` returns.
 
-  Returns:
-    `(model, tx, init_state, abstract_state, state_sharding)`; `init_state()`
-    materialises a fresh state directly in its shardings.
+  Attributes:
+    model: the network.
+    optimizer: its optimizer and learning-rate schedule (`jaxseg.optim`).
+    init_state: materialises a fresh state (with `initial_values`) directly
+      in its shardings.
+    abstract_state: the state's shapes and dtypes (`jax.eval_shape`), also
+      the restore target of its checkpoints.
+    state_sharding: the state's shardings on the mesh.
   """
+
+  model: nn.Module
+  optimizer: optim.Optimizer
+  init_state: Callable[[], TrainState]
+  abstract_state: TrainState
+  state_sharding: TrainState
+
+
+def build(config: ml_collections.ConfigDict, num_classes: int, mesh) -> Setup:
+  """Model, optimizer and the train state's abstract form and shardings."""
   model = create_model(config, num_classes)
-  tx = create_optimizer(config)
+  optimizer = optim.create(config)
+  tx = optimizer.tx
   init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
   init_fn = functools.partial(
     create_train_state, model=model, tx=tx, image_shape=(1, *config.crop_size, 3)
@@ -99,7 +82,7 @@ def build(config: ml_collections.ConfigDict, num_classes: int, mesh):
   state_sharding = sharding.state_shardings(abstract_state, mesh, config)
 
   def init_state() -> TrainState:
-    values, summary = initial_values(config, abstract_state)  # Checked before compiling.
+    values, summary = initial_values(config, model, abstract_state)  # Checked before compiling.
     state = jax.jit(init_fn, out_shardings=state_sharding)(init_rng)
     if values:
       state = _with_values(state, values, state_sharding)
@@ -108,10 +91,10 @@ def build(config: ml_collections.ConfigDict, num_classes: int, mesh):
         print(summary)
     return state
 
-  return model, tx, init_state, abstract_state, state_sharding
+  return Setup(model, optimizer, init_state, abstract_state, state_sharding)
 
 
-def initial_values(config: ml_collections.ConfigDict, abstract_state: TrainState):
+def initial_values(config: ml_collections.ConfigDict, model: nn.Module, abstract_state: TrainState):
   """The arrays a fresh run starts from instead of random ones, checked
   against the model: `config.init_from` (another jaxseg run's checkpoint;
   arrays whose shapes differ, e.g. a classifier for other classes, keep their
@@ -135,7 +118,7 @@ def initial_values(config: ml_collections.ConfigDict, abstract_state: TrainState
       summary += f"; re-initialised, shapes differ: {', '.join(changed)}"
     return values, summary
   if config.model.get("backbone_weights"):
-    return pretrained.backbone_values(config.model, abstract)
+    return pretrained.backbone_values(model, config.model.backbone_weights, abstract)
   return {}, ""
 
 
@@ -153,26 +136,3 @@ def _with_values(state: TrainState, values: dict, shardings: TrainState) -> Trai
   variable_shardings = {"params": shardings.params, "batch_stats": shardings.batch_stats}
   new = jax.tree_util.tree_map_with_path(replace, variables, variable_shardings)
   return state.replace(params=new["params"], batch_stats=new["batch_stats"])
-
-
-def check_batch_layout(config: ml_collections.ConfigDict, mesh) -> None:
-  """Fails, naming the config keys, unless each micro-batch splits evenly over
-  the devices and processes."""
-  accum, devices = config.grad_accum_steps, mesh.shape[sharding.DATA_AXIS]
-  if not isinstance(accum, int) or accum < 1:
-    raise ValueError(f"config.grad_accum_steps={accum!r} must be a positive integer")
-  if config.batch_size % (accum * devices):
-    raise ValueError(
-      f"config.batch_size={config.batch_size} must be divisible by config.grad_accum_steps "
-      f"({accum}) times the number of devices ({devices})"
-    )
-  sharding.per_process_batch_size(config.eval_batch_size, mesh, "config.eval_batch_size")
-
-
-def checkpointer(config: ml_collections.ConfigDict, workdir: str) -> checkpoint.Checkpointer:
-  """The run's checkpoints, under `workdir/checkpoints`."""
-  return checkpoint.Checkpointer(
-    os.path.join(os.path.abspath(workdir), "checkpoints"),
-    keep=config.keep_checkpoints,
-    save_every_steps=config.checkpoint_every_steps,
-  )

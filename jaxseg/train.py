@@ -16,16 +16,10 @@ from flax import linen as nn
 from PIL import Image
 from tqdm.auto import tqdm
 
-from jaxseg import checkpoint, distributed, losses, metrics, sharding, visualize
+from jaxseg import checkpoint, distributed, inference, losses, metrics, optim, sharding, visualize
 from jaxseg.data import augment, pipeline
-from jaxseg.models import onednn
-from jaxseg.state import (
-  TrainState,
-  build,
-  check_batch_layout,
-  checkpointer,
-  learning_rate_schedule,
-)
+from jaxseg.models import onednn, preprocessing
+from jaxseg.state import TrainState, build
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -37,7 +31,7 @@ def train_step(
   batch: dict[str, jax.Array],
   *,
   model: nn.Module,
-  tx: optax.GradientTransformation,
+  optimizer: optim.Optimizer,
   rng: jax.Array,
   config: ml_collections.ConfigDict,
   ignore_label: int,
@@ -71,7 +65,7 @@ def train_step(
     num_classes=num_classes,
     photometric=config.augment.photometric,
   )
-  image = augment.normalize(image)
+  image = preprocessing.normalize(image)
   class_weights = config.loss.class_weights
   normalizer = jnp.sum(losses.label_weight(label, ignore_label, class_weights))
 
@@ -120,7 +114,7 @@ def train_step(
     )
     init = (zeros(state.params), state.batch_stats, jnp.zeros((), jnp.float32), zeros(parts_shape))
     (grads, batch_stats, loss, parts), _ = jax.lax.scan(accumulate, init, xs)
-  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
   new_state = TrainState(
     step=state.step + 1,
     params=optax.apply_updates(state.params, updates),
@@ -131,7 +125,7 @@ def train_step(
     "loss": loss,
     **parts,
     "grad_norm": optax.global_norm(grads),
-    "learning_rate": learning_rate_schedule(config)(state.step),
+    "learning_rate": optimizer.schedule(state.step),
   }
   if "stop" in batch:
     step_metrics["stop"] = jnp.any(batch["stop"])
@@ -148,12 +142,8 @@ def eval_step(
   ignore_label: int,
 ) -> jax.Array:
   """Adds one batch's predictions to the running `[C, C]` confusion matrix."""
-  outputs = model.apply(
-    {"params": state.params, "batch_stats": state.batch_stats},
-    augment.normalize(batch["image"]),
-    train=False,
-  )
-  predictions = jnp.argmax(outputs["logits"], axis=-1)
+  logits = inference.forward_logits(model, _variables(state), batch["image"])
+  predictions = jnp.argmax(logits, axis=-1)
   label = batch["label"]
   valid = (label != ignore_label) & batch["mask"][:, None, None]
   return confusion + metrics.confusion_matrix(label, predictions, num_classes, valid)
@@ -188,7 +178,7 @@ def _check_finite(step: int, step_metrics: dict) -> None:
     )
 
 
-def jit_train_step(config, model, tx, mesh, state_sharding, *, num_classes, ignore_label):
+def jit_train_step(config, model, optimizer, mesh, state_sharding, *, num_classes, ignore_label):
   """`train_step` compiled for the mesh: state donated, metrics replicated.
 
   The one the training loop runs and `jaxseg.benchmark` times.
@@ -196,7 +186,7 @@ def jit_train_step(config, model, tx, mesh, state_sharding, *, num_classes, igno
   step = functools.partial(
     train_step,
     model=model,
-    tx=tx,
+    optimizer=optimizer,
     rng=jax.random.fold_in(jax.random.key(config.seed), 1),
     config=config,
     ignore_label=ignore_label,
@@ -239,7 +229,7 @@ def train_and_evaluate(
   # Data and model. Everything that can be wrong with the config fails here,
   # before anything is compiled.
   mesh = sharding.make_mesh(config)
-  check_batch_layout(config, mesh)
+  sharding.check_batch_layout(config, mesh)
   spec, builder = pipeline.prepare(config)
   weights = config.loss.class_weights
   if weights and (len(weights) != spec.num_classes or min(weights) < 0):
@@ -247,10 +237,12 @@ def train_and_evaluate(
       f"config.loss.class_weights has {len(weights)} entries; {config.data.name!r} needs "
       f"{spec.num_classes} non-negative weights (or () for none)"
     )
-  model, tx, init_state, abstract_state, state_sharding = build(config, spec.num_classes, mesh)
+  model, optimizer, init_state, abstract_state, state_sharding = build(
+    config, spec.num_classes, mesh
+  )
 
   # State: restored from the latest checkpoint, or freshly initialised.
-  ckpt = checkpointer(config, workdir)
+  ckpt = checkpoint.for_run(workdir, config)
   start_step = ckpt.latest_step()
   if start_step is None:
     state = init_state()
@@ -280,7 +272,7 @@ def train_and_evaluate(
   p_train_step = jit_train_step(
     config,
     model,
-    tx,
+    optimizer,
     mesh,
     state_sharding,
     num_classes=spec.num_classes,
@@ -300,12 +292,7 @@ def train_and_evaluate(
     pictures = pipeline.eval_examples(config, spec, builder, config.num_pictures)
   p_predict = jax.jit(
     lambda state, images: jnp.argmax(
-      model.apply(
-        {"params": state.params, "batch_stats": state.batch_stats},
-        augment.normalize(images),
-        train=False,
-      )["logits"],
-      axis=-1,
+      inference.forward_logits(model, _variables(state), images), axis=-1
     ),
     # Every process holds the same pictures and gets every prediction back.
     in_shardings=(state_sharding, sharding.replicated(mesh)),
@@ -438,6 +425,10 @@ def train_and_evaluate(
       f"[{_duration(time.perf_counter() - t_start)}]  workdir {workdir}"
     )
   return result
+
+
+def _variables(state: TrainState) -> dict:
+  return {"params": state.params, "batch_stats": state.batch_stats}
 
 
 def _duration(seconds: float) -> str:
