@@ -1,9 +1,12 @@
 """Throughput, memory, FLOPs and MFU of a config's real train and inference steps.
 
     python -m jaxseg.benchmark --config=configs/psp.py
-    python -m jaxseg.benchmark --config=configs/deeplabv3.py:resnet50 --batch=4 --size=256,256 \\
-        --dtype=bfloat16 --mode=train --steps=10 --json=bench.json
+    python -m jaxseg.benchmark --config=configs/deeplabv3.py:resnet50 --config.batch_size=4 \\
+        --config.crop_size=256,256 --config.dtype=bfloat16 --mode=train --steps=10 --json=b.json
     python -m jaxseg.benchmark --config=configs/unet.py --config=configs/psp.py   # one table
+
+A config's batch size, crop size (the images' size), dtype and any other
+field are set as in training (`--config.KEY=VALUE`, applied to every config).
 
 The train step is `train.jit_train_step`, the one training runs (augmentation,
 forward, loss, backward, optimizer update, state donated); inference is the
@@ -19,7 +22,6 @@ runtime reports it, otherwise XLA's compiled footprint; then host peak RSS.
 Prints a table and, with `--json`, writes one JSON object.
 """
 
-import ast
 import dataclasses
 import functools
 import json
@@ -30,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
-from jaxseg import config_files, inference, sharding, train
+from jaxseg import cli, inference, sharding, train
 from jaxseg import state as train_state
 from jaxseg.data import get_dataset_spec, pipeline
 from jaxseg.models import onednn
@@ -200,8 +202,8 @@ def benchmark(
   if num_classes is None:
     num_classes = get_dataset_spec(config.data).num_classes
   mesh = sharding.make_mesh(config)
-  train_state.check_batch_layout(config, mesh)
-  model, tx, init_state, abstract_state, state_sharding = train_state.build(
+  sharding.check_batch_layout(config, mesh)
+  model, optimizer, init_state, abstract_state, state_sharding = train_state.build(
     config, num_classes, mesh
   )
   device = jax.local_devices()[0]
@@ -222,7 +224,7 @@ def benchmark(
     step = lambda: train.jit_train_step(
       config,
       model,
-      tx,
+      optimizer,
       mesh,
       state_sharding,
       num_classes=num_classes,
@@ -282,57 +284,25 @@ def format_table(records: list[dict]) -> str:
   return "\n".join(lines)
 
 
-def _apply_overrides(config: ml_collections.ConfigDict, overrides: list[str]) -> None:
-  for item in overrides:
-    key, sep, text = item.partition("=")
-    if not sep:
-      raise ValueError(f"--set={item!r} must be KEY=VALUE, e.g. model.output_stride=8")
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
-    target = config
-    *parents, leaf = key.split(".")
-    for p in parents:
-      target = target[p]
-    if leaf not in target:
-      raise KeyError(f"--set={item!r}: the config has no field {key!r}")
-    target[leaf] = value
-
-
 def define_flags() -> None:
   """The command line's flags; defined on use so that importing this module
   does not claim flag names."""
-  flags.DEFINE_multi_string("config", None, "Config file(s), each optionally `path:arg`.")
-  flags.DEFINE_multi_string("set", [], "KEY=VALUE config overrides for every config.")
-  flags.DEFINE_integer("batch", None, "Train batch (global); default: the config's.")
-  flags.DEFINE_integer("infer_batch", None, "Inference batch; default: the train batch.")
-  flags.DEFINE_list("size", None, "H,W of the images; default: the config's crop size.")
-  flags.DEFINE_enum("dtype", None, ["float32", "bfloat16"], "Compute dtype.")
+  cli.define_config_flag(multi=True)
+  flags.DEFINE_integer("infer_batch", None, "Inference batch; default: config.batch_size.")
   flags.DEFINE_enum("mode", "both", ["train", "infer", "both"], "What to time.")
   flags.DEFINE_integer("steps", 10, "Timed steps (after the warm-up).")
   flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
   flags.DEFINE_integer("num_classes", None, "Classes; default: the config's dataset's.")
   flags.DEFINE_integer("input_batches", 20, "Loader batches to time; 0: skip the loader.")
   flags.DEFINE_string("json", None, "Write the results here as one JSON object.")
-  flags.mark_flags_as_required(["config"])
 
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet_logging()
   modes = ("train", "infer") if FLAGS.mode == "both" else (FLAGS.mode,)
   records = []
-  for spec in FLAGS.config:
-    config = config_files.load_config(spec)
-    with config.unlocked():
-      _apply_overrides(config, FLAGS.set)
-      if FLAGS.batch:
-        config.batch_size = FLAGS.batch
-      if FLAGS.size:
-        config.crop_size = tuple(int(v) for v in FLAGS.size)
-      if FLAGS.dtype:
-        config.dtype = FLAGS.dtype
+  for spec, config in cli.load_configs():
     print(f"Benchmarking {spec} ...", flush=True)
     record = benchmark(
       config,
@@ -361,4 +331,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -1,20 +1,21 @@
 """Trains several configs with the same budget and prints their results side by side.
 
-    python -m jaxseg.compare --configs=configs/fcn32s.py,configs/fcn16s.py,configs/fcn8s.py
+    python -m jaxseg.compare --config=configs/fcn32s.py --config=configs/fcn16s.py \\
+        --config=configs/fcn8s.py [--config.num_train_steps=2000 ...]
 
 Each config trains in `<workdir>/<name>` (resuming if it already has), with
-`--steps`, `--batch_size` and `--eval_every_steps` overriding every config
-alike when given; then a table lists per-class IoU and the summary metrics of
-each run's final evaluation, `comparison.json` in the workdir records them and
+the command line's `--config.KEY=VALUE` overrides applied to every config
+alike; then a table lists per-class IoU and the summary metrics of each run's
+final evaluation, `comparison.json` in the workdir records them and
 `comparison.png` draws every run's training loss and validation mIoU.
 """
 
 import json
 import os
 
-from absl import app, flags, logging
+from absl import flags
 
-from jaxseg import config_files, metrics, train, visualize
+from jaxseg import cli, config_files, metrics, train, visualize
 
 FLAGS = flags.FLAGS
 
@@ -40,30 +41,15 @@ def format_comparison(names: list[str], results: list[dict]) -> str:
 def define_flags() -> None:
   """The command line's flags; defined on use so that importing this module
   (from tests, notebooks or another tool) does not claim flag names."""
-  flags.DEFINE_list("configs", None, "Config files, each optionally `path:arg`.")
+  cli.define_config_flag(multi=True)
   flags.DEFINE_string("workdir", "runs/compare", "Parent directory of the runs.")
-  flags.DEFINE_integer("steps", None, "Training steps for every config.")
-  flags.DEFINE_integer("batch_size", None, "Global batch size for every config.")
-  flags.DEFINE_integer(
-    "eval_every_steps", None, "Evaluate every config this often (points of the mIoU curves)."
-  )
-  flags.mark_flags_as_required(["configs"])
 
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet_logging()
   names, results, curves = [], [], {}
-  for spec in FLAGS.configs:
-    config = config_files.load_config(spec)
-    with config.unlocked():
-      if FLAGS.steps:
-        config.num_train_steps = FLAGS.steps
-        config.eval_every_steps = min(config.eval_every_steps, FLAGS.steps)
-      if FLAGS.batch_size:
-        config.batch_size = FLAGS.batch_size
-      if FLAGS.eval_every_steps:
-        config.eval_every_steps = FLAGS.eval_every_steps
+  for spec, config in cli.load_configs():
     name = os.path.basename(config_files.default_workdir(spec))
     workdir = os.path.join(FLAGS.workdir, name)
     print(f"\n=== {name}: {config.num_train_steps} steps of {config.batch_size} ({workdir})")
@@ -83,4 +69,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

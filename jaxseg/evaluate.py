@@ -13,10 +13,10 @@ import os
 import time
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 from tqdm.auto import tqdm
 
-from jaxseg import inference, metrics, runs
+from jaxseg import cli, inference, metrics, runs
 from jaxseg.data import pipeline
 
 FLAGS = flags.FLAGS
@@ -52,31 +52,25 @@ def score(
 def define_flags() -> None:
   """The command line's flags; defined on use so that importing this module
   (from tests, notebooks or another tool) does not claim flag names."""
-  flags.DEFINE_string("workdir", None, "Run directory (holds config.json and checkpoints/).")
-  flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
+  cli.define_run_flags()
+  cli.define_test_time_flags(crop_size=None)  # Default: the run's crop size.
   flags.DEFINE_string("split", None, "Split to score; default the run's validation split.")
-  flags.DEFINE_enum("mode", "whole", ["whole", "slide"], "Whole images or a sliding window.")
-  flags.DEFINE_list("crop_size", None, "Slide tile 'H,W'; default the run's crop size.")
-  flags.DEFINE_list("stride", None, "Slide stride 'H,W'; default two thirds of the tile.")
-  flags.DEFINE_list("scales", ["1.0"], "Test-time resize ratios, averaged.")
-  flags.DEFINE_bool("flip", False, "Also average horizontally flipped passes.")
   flags.DEFINE_integer("size_multiple", 32, "Whole mode pads images up to a multiple of this.")
   flags.DEFINE_integer("batch_size", 8, "Images per device call in plain whole mode.")
   flags.DEFINE_integer("limit", 0, "Score only the first N images (0: all).")
-  flags.mark_flags_as_required(["workdir"])
 
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet_logging()
   workdir = FLAGS.workdir
   config, step, predict_fn = runs.load_predictor(workdir, FLAGS.checkpoint)
   spec, builder = pipeline.prepare(config)
   split = FLAGS.split or config.data.eval_split or spec.eval_split
   decoded, _ = pipeline.decoded_split(config, spec, builder, split)
 
-  crop = tuple(int(v) for v in FLAGS.crop_size or config.crop_size)
-  stride = tuple(int(v) for v in FLAGS.stride) if FLAGS.stride else inference.default_stride(crop)
+  crop = FLAGS.crop_size or tuple(config.crop_size)
+  stride = FLAGS.stride or inference.default_stride(crop)
   options = dict(
     mode=FLAGS.mode,
     scales=tuple(float(s) for s in FLAGS.scales),
@@ -119,4 +113,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

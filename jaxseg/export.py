@@ -15,11 +15,11 @@ import shutil
 
 import jax
 import jax.numpy as jnp
-from absl import app, flags, logging
+from absl import flags
 
-from jaxseg import inference, runs
-from jaxseg.data import augment, get_dataset_spec, labels
-from jaxseg.models import onednn
+from jaxseg import cli, inference, runs
+from jaxseg.data import get_dataset_spec, labels
+from jaxseg.models import onednn, preprocessing
 
 FLAGS = flags.FLAGS
 
@@ -28,9 +28,7 @@ def export_run(workdir: str, output: str, *, which="best", size=(512, 512), plat
   """Exports the run in `workdir` to `output`; returns the model file's path."""
   config = runs.load_run_config(workdir)
   step = runs.resolve_step(config, workdir, which)
-  model, state = runs.load_train_state(config, workdir, step)
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
-  variables = jax.device_get(variables)  # Baked in as constants.
+  model, variables = runs.load_variables(config, workdir, step)  # Baked in as constants.
 
   def serve(images):
     return inference.forward_logits(model, variables, images)
@@ -52,9 +50,9 @@ def export_run(workdir: str, output: str, *, which="best", size=(512, 512), plat
     "input_size": list(size),
     "input": "uint8 RGB [batch, H, W, 3]; normalisation is inside the model",
     "output": "float32 logits [batch, H, W, num_classes]",
-    "mean_rgb": list(augment.MEAN_RGB),
-    "stddev_rgb": list(augment.STDDEV_RGB),
-    "pad_colour": augment.PAD_COLOUR.tolist(),
+    "mean_rgb": list(preprocessing.MEAN_RGB),
+    "stddev_rgb": list(preprocessing.STDDEV_RGB),
+    "pad_colour": preprocessing.PAD_COLOUR.tolist(),
     "class_names": list(spec.class_names),
     "palette": spec.palette.tolist(),
     "ignore_label": labels.IGNORE_LABEL,
@@ -69,20 +67,18 @@ def export_run(workdir: str, output: str, *, which="best", size=(512, 512), plat
 def define_flags() -> None:
   """The command line's flags; defined on use so that importing this module
   (from tests, notebooks or another tool) does not claim flag names."""
-  flags.DEFINE_string("workdir", None, "Training run to export.")
+  cli.define_run_flags()
   flags.DEFINE_string("output", None, "Directory for the export.")
-  flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
-  flags.DEFINE_list("size", ["512", "512"], "Input tile 'H,W' of the exported function.")
+  cli.define_size("size", "512,512", "Input tile H,W of the exported function.")
   flags.DEFINE_list("platforms", None, "Platforms to lower for (cpu, cuda, tpu); default this one.")
-  flags.mark_flags_as_required(["workdir", "output"])
+  flags.mark_flags_as_required(["output"])
 
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
-  size = tuple(int(v) for v in FLAGS.size)
+  cli.quiet_logging()
   path = export_run(
-    FLAGS.workdir, FLAGS.output, which=FLAGS.checkpoint, size=size, platforms=FLAGS.platforms
+    FLAGS.workdir, FLAGS.output, which=FLAGS.checkpoint, size=FLAGS.size, platforms=FLAGS.platforms
   )
   print(f"Exported {path} ({os.path.getsize(path) / 1e6:.1f} MB) with metadata.json and serving.py")
   print(f"Run it: python {os.path.join(FLAGS.output, 'serving.py')} --input=IMAGE --output=OUT.png")
@@ -90,4 +86,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

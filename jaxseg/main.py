@@ -13,29 +13,32 @@ Flags:
 SIGTERM or Ctrl-C finishes the current step, saves a checkpoint and exits 0.
 """
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import app, flags
 
-from jaxseg import config_files, distributed, train  # Importing jaxseg sets its XLA flags.
+from jaxseg import cli, config_files, distributed, train
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment config file.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Run directory; default runs/<config name>.")
-flags.DEFINE_string("coordinator_address", None, "host:port of process 0, multi-host.")
-flags.DEFINE_integer("num_processes", None, "Number of processes, multi-host.")
-flags.DEFINE_integer("process_id", None, "This process's index, multi-host.")
-flags.mark_flags_as_required(["config"])
+
+
+def define_flags() -> None:
+  """The command line's flags; defined on use so that importing this module
+  (from tests, notebooks or another tool) does not claim flag names."""
+  cli.define_config_flag()
+  flags.DEFINE_string("workdir", None, "Run directory; default runs/<config name>.")
+  flags.DEFINE_string("coordinator_address", None, "host:port of process 0, multi-host.")
+  flags.DEFINE_integer("num_processes", None, "Number of processes, multi-host.")
+  flags.DEFINE_integer("process_id", None, "This process's index, multi-host.")
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet_logging()
+  [(spec, config)] = cli.load_configs()
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  spec = config_flags.get_config_filename(FLAGS["config"])
-  workdir = FLAGS.workdir or config_files.default_workdir(spec)
-  train.train_and_evaluate(FLAGS.config, workdir)
+  train.train_and_evaluate(config, FLAGS.workdir or config_files.default_workdir(spec))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  define_flags()
+  cli.run(main)

@@ -14,10 +14,10 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 from PIL import Image
 
-from jaxseg import inference, runs
+from jaxseg import cli, inference, runs
 from jaxseg.data import get_dataset_spec, labels
 
 FLAGS = flags.FLAGS
@@ -58,27 +58,22 @@ def overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: fl
 def define_flags() -> None:
   """The command line's flags; defined on use so that importing this module
   (from tests, notebooks or another tool) does not claim flag names."""
-  flags.DEFINE_string("workdir", None, "Training run to predict with.")
+  cli.define_run_flags()
+  cli.define_test_time_flags(crop_size="512,512")
   flags.DEFINE_string("input", None, "An image file or a folder of them.")
   flags.DEFINE_string("output", None, "Folder for the label maps and overlays.")
-  flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
-  flags.DEFINE_enum("mode", "whole", ["whole", "slide"], "Whole images or a sliding window.")
-  flags.DEFINE_list("crop_size", ["512", "512"], "Slide tile 'H,W'.")
-  flags.DEFINE_list("stride", None, "Slide stride 'H,W'; default two thirds of the tile.")
-  flags.DEFINE_list("scales", ["1.0"], "Test-time resize ratios, averaged.")
-  flags.DEFINE_bool("flip", False, "Also average horizontally flipped passes.")
   flags.DEFINE_integer("tile_batch", 8, "Slide tiles per device call.")
   flags.DEFINE_float("alpha", 0.5, "Opacity of the colours in the overlay.")
-  flags.mark_flags_as_required(["workdir", "input", "output"])
+  flags.mark_flags_as_required(["input", "output"])
 
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
+  cli.quiet_logging()
   config, _, predict_fn = runs.load_predictor(FLAGS.workdir, FLAGS.checkpoint)
   spec = get_dataset_spec(config.data)
-  crop = tuple(int(v) for v in FLAGS.crop_size)
-  stride = tuple(int(v) for v in FLAGS.stride) if FLAGS.stride else inference.default_stride(crop)
+  crop = FLAGS.crop_size
+  stride = FLAGS.stride or inference.default_stride(crop)
   scales = tuple(float(s) for s in FLAGS.scales)
   os.makedirs(FLAGS.output, exist_ok=True)
 
@@ -125,4 +120,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -1,0 +1,132 @@
+"""What jaxseg's command lines share: configs with `--config.KEY=VALUE`
+overrides, the flags naming a run, sizes, logging, start-up.
+
+Every command line that takes a config takes it as `jaxseg.main` does:
+`--config=configs/psp.py[:arg]` and any field as `--config.KEY=VALUE`, parsed
+and type-checked by ml_collections (a mistyped key or a value of the wrong
+type fails before any work). Those that take several configs (benchmark,
+compare) repeat `--config=` and apply the same overrides to each.
+"""
+
+import re
+from collections.abc import Callable, Sequence
+
+import ml_collections
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+import jaxseg
+from jaxseg import config_files
+
+FLAGS = flags.FLAGS
+_OVERRIDE = re.compile(r"^--?(no)?config\.")
+# `--config.KEY=VALUE` arguments of the command line, set by `parse_flags`.
+_overrides: list[str] = []
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+  """Starts a command line: jaxseg's XLA flags, then absl with `parse_flags`."""
+  jaxseg.set_xla_flags()
+  app.run(main, flags_parser=parse_flags)
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with `--config.KEY=VALUE` kept aside for
+  `load_configs` (absl would reject them: they are not flags of their own)."""
+  _overrides[:] = [a for a in argv[1:] if _OVERRIDE.match(a)]
+  return FLAGS([a for a in argv if a not in _overrides])
+
+
+def define_config_flag(*, multi: bool = False, default: str | None = None) -> None:
+  """`--config=FILE[:arg]` (required unless `default`), repeatable with
+  `multi`; the command line's `--config.KEY=VALUE` overrides apply to each."""
+  help_text = "Config file, optionally `path:arg`; fields as --config.KEY=VALUE."
+  if multi:
+    flags.DEFINE_multi_string("config", default, help_text + " Repeat for several.")
+  else:
+    flags.DEFINE_string("config", default, help_text)
+  if default is None:
+    flags.mark_flag_as_required("config")
+
+
+def apply_overrides(
+  config: ml_collections.ConfigDict, overrides: Sequence[str]
+) -> ml_collections.ConfigDict:
+  """`config` with `--config.KEY=VALUE` arguments applied by ml_collections'
+  own parser (the types of the fields; unknown keys raise naming them)."""
+  if not overrides:
+    return config
+  argv = ["jaxseg", *overrides]
+  flag_values = flags.FlagValues()
+  try:
+    config_flags.DEFINE_config_dict(
+      "config", config, flag_values=flag_values, lock_config=True, sys_argv=argv
+    )
+    flag_values(argv)
+  except (AttributeError, KeyError) as e:
+    key = str(e).strip("'\"")
+    raise ValueError(f"{_named(overrides, key)}: the config has no field {key!r}") from None
+  except flags.Error as e:
+    raise ValueError(str(e)) from None
+  return flag_values.config
+
+
+def _named(overrides: Sequence[str], key: str) -> str:
+  return next((o for o in overrides if f".{key}" in o.split("=")[0]), " ".join(overrides))
+
+
+def load_configs(specs: Sequence[str] | None = None) -> list[tuple[str, ml_collections.ConfigDict]]:
+  """`(spec, config)` for each `--config` (or `specs`), with this command
+  line's `--config.KEY=VALUE` overrides applied to every one."""
+  specs = FLAGS.config if specs is None else specs
+  if isinstance(specs, str):
+    specs = [specs]
+  try:
+    return [(spec, apply_overrides(config_files.load_config(spec), _overrides)) for spec in specs]
+  except ValueError as e:  # A mistyped key or value: say so, no traceback.
+    raise app.UsageError(str(e)) from None
+
+
+def define_run_flags() -> None:
+  """`--workdir` (a training run, required) and `--checkpoint`."""
+  flags.DEFINE_string("workdir", None, "Training run (holds config.json and checkpoints/).")
+  flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
+  flags.mark_flag_as_required("workdir")
+
+
+class SizeParser(flags.ArgumentParser):
+  """ "H,W" (or one number for a square) -> `(H, W)`, positive integers."""
+
+  def parse(self, argument):
+    if isinstance(argument, tuple | list):
+      argument = ",".join(map(str, argument))
+    parts = [p.strip() for p in str(argument).split(",")]
+    if len(parts) == 1:
+      parts *= 2
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+      raise ValueError(f"{argument!r} is not a size 'H,W' of two positive integers")
+    return int(parts[0]), int(parts[1])
+
+  def flag_type(self) -> str:
+    return "size H,W"
+
+
+def define_size(name: str, default: str | None, help_text: str) -> None:
+  """A flag holding `(H, W)`, given as `--name=H,W`."""
+  flags.DEFINE(SizeParser(), name, default, help_text, serializer=flags.ListSerializer(","))
+
+
+def define_test_time_flags(crop_size: str | None) -> None:
+  """Whole-image or sliding-window inference and test-time augmentation."""
+  flags.DEFINE_enum("mode", "whole", ["whole", "slide"], "Whole images or a sliding window.")
+  define_size("crop_size", crop_size, "Slide tile H,W.")
+  define_size("stride", None, "Slide stride H,W; default two thirds of the tile.")
+  flags.DEFINE_list("scales", ["1.0"], "Test-time resize ratios, averaged.")
+  flags.DEFINE_bool("flip", False, "Also average horizontally flipped passes.")
+
+
+def quiet_logging() -> None:
+  """Warnings and errors only, unless the command line sets `--verbosity`
+  (absl's flag; `-v=1` shows jaxseg's info messages)."""
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
