@@ -27,19 +27,6 @@ _ENV = {
 }
 
 
-def _cluster_detected() -> bool:
-  """Whether JAX's cluster auto-detection would find this job's processes."""
-  try:
-    from jax._src import clusters  # No public API says whether one is present.
-
-    return any(
-      not env.opt_in_only_method and env.is_env_present()
-      for env in clusters.ClusterEnv._cluster_types
-    )
-  except Exception:  # A JAX without that module: rely on explicit settings.
-    return False
-
-
 def initialize(
   coordinator_address: str | None = None,
   num_processes: int | None = None,
@@ -59,13 +46,20 @@ def initialize(
       value = os.environ[variable]
       given[key] = value if key == "coordinator_address" else int(value)
   explicit = any(v is not None for v in given.values())
-  if not explicit and not _cluster_detected():
-    return False
   if explicit and given["num_processes"] == 1:
     return False
   # CPU processes exchange collectives through gloo; GPUs and TPUs ignore this.
+  previous = jax.config.jax_cpu_collectives_implementation
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
+  try:
+    jax.distributed.initialize(**{k: v for k, v in given.items() if v is not None})
+  except ValueError:
+    if explicit:
+      raise
+    # Nothing given and no cluster JAX recognises: JAX asks for a coordinator
+    # address. This is a single process.
+    jax.config.update("jax_cpu_collectives_implementation", previous)
+    return False
   logging.info("Process %d of %d joined", jax.process_index(), jax.process_count())
   return True
 
