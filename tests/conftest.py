@@ -2,7 +2,13 @@
 
 import pytest
 
-from jaxseg.data.builders import synthetic_shapes
+import jaxseg
+
+jaxseg.set_xla_flags()  # As the command lines do, before JAX's first computation.
+
+from jaxseg import train  # noqa: E402
+from jaxseg.data.builders import synthetic_shapes  # noqa: E402
+from tests.helpers import tiny_config  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -12,3 +18,10 @@ def data_dir(tmp_path_factory) -> str:
   builder = synthetic_shapes.SyntheticShapes(config="tiny", data_dir=str(path))
   builder.download_and_prepare(file_format="array_record")
   return str(path)
+
+
+@pytest.fixture(scope="session")
+def trained_run(data_dir, tmp_path_factory) -> tuple[str, dict]:
+  """`(workdir, final metrics)` of a tiny run (4 steps, checkpoints at 2 and 4)."""
+  workdir = str(tmp_path_factory.mktemp("trained") / "run")
+  return workdir, train.train_and_evaluate(tiny_config(data_dir), workdir)

@@ -27,7 +27,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from jaxseg import metrics  # noqa: E402
+from tests.helpers import logged_losses  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -78,7 +78,7 @@ def losses(workdir: str) -> dict[int, float]:
   """Per-step training loss; the latest record of a step logged twice."""
   if not os.path.exists(os.path.join(workdir, "scalars.jsonl")):
     return {}
-  return {r["step"]: r["train/loss"] for r in metrics.read_scalars(workdir) if "train/loss" in r}
+  return logged_losses(workdir)
 
 
 def _partial_checkpoints(workdir: str) -> list[str]:

@@ -3,7 +3,7 @@
 import json
 
 from jaxseg import benchmark
-from tests.helpers import tiny_config
+from tests.helpers import run_module, tiny_config
 
 
 def test_benchmark_reports_throughput_flops_memory_and_mfu(data_dir):
@@ -34,3 +34,29 @@ def test_accelerator_peaks_are_looked_up_by_device_kind():
   assert benchmark.accelerator_peak(Device(), "float32")[0] == 197e12
   Device.device_kind = "Mystery chip"
   assert benchmark.accelerator_peak(Device(), "float32")[0] is None
+
+
+def test_command_line_benchmarks_several_configs_with_the_same_overrides(data_dir, tmp_path):
+  out = run_module(
+    "jaxseg.benchmark",
+    "--config=configs/psp.py",
+    "--config=configs/unet.py",
+    f"--config.data.data_dir={data_dir}",
+    "--config.data.variant=tiny",
+    "--config.batch_size=2",
+    "--config.crop_size=32,32",
+    "--config.conv_backend=xla",
+    "--mode=infer",
+    "--steps=1",
+    "--warmup=0",
+    "--input_batches=0",
+    f"--json={tmp_path / 'bench.json'}",
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  with open(tmp_path / "bench.json") as f:
+    records = json.load(f)["results"]
+  assert [r["model"] for r in records] == ["pspnet", "unet"]
+  for r in records:
+    assert r["size"] == [32, 32] and r["infer"]["batch"] == 2 and "train" not in r
+    assert r["convolutions"].startswith("convolutions: XLA")
+  assert "configs/unet.py" in out.stdout

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from jaxseg import distributed, metrics, train
-from tests.helpers import tiny_config
+from jaxseg import distributed, train
+from tests.helpers import logged_losses, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,6 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # trains until `stop_at`, and reports the train state's bytes per device.
 _PROCESS = """
 import json, sys
+import jaxseg
+jaxseg.set_xla_flags()
 from jaxseg import distributed
 distributed.initialize()
 import jax
@@ -37,7 +39,7 @@ restored_onto = []
 if args.get("restore_onto"):  # The checkpoint just written, onto meshes of fewer devices.
   import numpy as np
   from jaxseg import checkpoint
-  ckpt = train_state.checkpointer(config, args["workdir"])
+  ckpt = checkpoint.for_run(args["workdir"], config)
   step = ckpt.latest_step()
   here = ckpt.restore(step, checkpoint.abstract_with_shardings(abstract, shardings))
   for n in args["restore_onto"]:
@@ -118,11 +120,6 @@ def _run(
   return json.loads(line[len("RESULT ") :])
 
 
-def _losses(workdir: str) -> dict[int, float]:
-  """Per-step training loss; a step logged twice (before a stop, after a resume) keeps the last."""
-  return {r["step"]: r["train/loss"] for r in metrics.read_scalars(workdir) if "train/loss" in r}
-
-
 def test_one_run_carried_across_hosts_and_device_counts(data_dir, tmp_path):
   reference = str(tmp_path / "one_device")
   expected = train.train_and_evaluate(config_for(data_dir), reference)
@@ -133,9 +130,9 @@ def test_one_run_carried_across_hosts_and_device_counts(data_dir, tmp_path):
   carried = str(tmp_path / "carried")
   hosts = _run(data_dir, carried, devices=4, processes=2, stop_at=2)
   assert hosts["processes"] == 2
-  assert sorted(_losses(carried)) == [1, 2]
-  for step, loss in _losses(four).items():
-    assert _losses(carried)[step] == pytest.approx(loss, rel=1e-6)
+  assert sorted(logged_losses(carried)) == [1, 2]
+  for step, loss in logged_losses(four).items():
+    assert logged_losses(carried)[step] == pytest.approx(loss, rel=1e-6)
 
   # The sharded checkpoint the two hosts wrote resumes on 8 devices with FSDP,
   # which holds about 1/8 of the state per device; what it saves restores
@@ -146,7 +143,7 @@ def test_one_run_carried_across_hosts_and_device_counts(data_dir, tmp_path):
 
   # ... whose checkpoint resumes on one device, to the end.
   final = _run(data_dir, carried, devices=1)
-  losses, reference_losses = _losses(carried), _losses(reference)
+  losses, reference_losses = logged_losses(carried), logged_losses(reference)
   assert sorted(losses) == sorted(reference_losses) == [1, 2, 3, 4, 5, 6]
   for step, loss in reference_losses.items():
     assert losses[step] == pytest.approx(loss, rel=1e-4), step

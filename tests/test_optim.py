@@ -1,11 +1,11 @@
-"""The optimizers a config can choose, checked against their update rules by hand."""
+"""The optimizers and schedule a config can choose, checked against their rules by hand."""
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import default
-from jaxseg import state
+from jaxseg import optim
 
 
 def _config(**overrides):
@@ -20,7 +20,7 @@ def _config(**overrides):
 
 
 def _first_update(config, params, grads):
-  tx = state.create_optimizer(config)
+  tx = optim.create(config).tx
   updates, _ = tx.update(grads, tx.init(params), params)
   return updates
 
@@ -46,7 +46,7 @@ def test_adamw_decouples_weight_decay():
 
 def test_unknown_optimizer_is_named():
   with pytest.raises(ValueError, match=r"config\.optimizer='adam' must be one of"):
-    state.create_optimizer(_config(optimizer="adam"))
+    optim.create(_config(optimizer="adam"))
 
 
 def test_a_run_saved_before_the_option_keeps_sgd():
@@ -54,3 +54,24 @@ def test_a_run_saved_before_the_option_keeps_sgd():
   del config["optimizer"]
   updates = _first_update(config, PARAMS, GRADS)
   np.testing.assert_allclose(updates["w"], -0.5 * (GRADS["w"] + 0.1 * PARAMS["w"]), rtol=1e-6)
+
+
+def test_schedule_warms_up_linearly_then_decays_polynomially():
+  config = _config(
+    warmup_steps=10, learning_rate=0.1, end_learning_rate=0.0, lr_power=1.0, num_train_steps=110
+  )
+  schedule = optim.create(config).schedule
+  rates = [float(schedule(step)) for step in (0, 5, 10, 60, 110)]
+  # 0 -> 0.1 over 10 steps, then linear (power 1) decay to 0 over the other 100.
+  np.testing.assert_allclose(rates, [0.0, 0.05, 0.1, 0.05, 0.0], atol=1e-7)
+
+
+def test_the_optimizer_follows_its_schedule():
+  config = _config(optimizer="sgd", momentum=0.0, weight_decay=0.0)
+  config.warmup_steps, config.end_learning_rate, config.num_train_steps = 0, 0.0, 4
+  optimizer = optim.create(config)
+  params, grads = {"w": jnp.ones(1)}, {"w": jnp.ones(1)}
+  opt_state = optimizer.tx.init(params)
+  for step in range(3):
+    updates, opt_state = optimizer.tx.update(grads, opt_state, params)
+    np.testing.assert_allclose(updates["w"], -optimizer.schedule(step), rtol=1e-6)

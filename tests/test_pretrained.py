@@ -12,54 +12,21 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
 
-from jaxseg import checkpoint, pretrained, train
+from jaxseg import pretrained, train
 from jaxseg.models import resnet, vgg
-from tests.helpers import tiny_config
+from tests.helpers import (
+  one_step_at_learning_rate_zero,
+  save_safetensors,
+  saved_params,
+  tiny_config,
+  torchvision_resnet_state,
+)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _torchvision_resnet(stage_sizes, bottleneck: bool, width: int, seed: int = 0) -> dict:
-  """A random state dict with torchvision's ResNet names and shapes (`width`
-  channels in the first stage instead of 64), ImageNet classifier included."""
-  rng = np.random.default_rng(seed)
-  state = {}
-
-  def conv(name, cout, cin, k):
-    state[f"{name}.weight"] = rng.normal(0, (2 / (cin * k * k)) ** 0.5, (cout, cin, k, k))
-
-  def bn(name, c):
-    state[f"{name}.weight"] = rng.uniform(0.5, 1.5, c)
-    state[f"{name}.bias"] = rng.uniform(-0.5, 0.5, c)
-    state[f"{name}.running_mean"] = rng.uniform(-0.5, 0.5, c)
-    state[f"{name}.running_var"] = rng.uniform(0.5, 1.5, c)
-    state[f"{name}.num_batches_tracked"] = np.array(7, np.int64)
-
-  conv("conv1", width, 3, 7)
-  bn("bn1", width)
-  cin, expansion = width, 4 if bottleneck else 1
-  for i, blocks in enumerate(stage_sizes):
-    planes = width * 2**i
-    for j in range(blocks):
-      p = f"layer{i + 1}.{j}"
-      if bottleneck:
-        shapes = [(planes, cin, 1), (planes, planes, 3), (planes * 4, planes, 1)]
-      else:
-        shapes = [(planes, cin, 3), (planes, planes, 3)]
-      for n, (co, ci, k) in enumerate(shapes, 1):
-        conv(f"{p}.conv{n}", co, ci, k)
-        bn(f"{p}.bn{n}", co)
-      if j == 0 and (i > 0 or cin != planes * expansion):
-        conv(f"{p}.downsample.0", planes * expansion, cin, 1)
-        bn(f"{p}.downsample.1", planes * expansion)
-      cin = planes * expansion
-  state["fc.weight"] = rng.normal(size=(10, cin))
-  state["fc.bias"] = np.zeros(10)
-  return {k: v if v.dtype == np.int64 else v.astype(np.float32) for k, v in state.items()}
 
 
 def _torchvision_vgg(batch_norm: bool) -> dict:
@@ -80,11 +47,6 @@ def _torchvision_vgg(batch_norm: bool) -> dict:
     state[f"classifier.{i}.weight"] = np.zeros(shape, np.float32)
     state[f"classifier.{i}.bias"] = np.zeros(shape[0], np.float32)
   return state
-
-
-def _save(state: dict, path) -> str:
-  save_file(state, str(path))
-  return str(path)
 
 
 def _stem_reference(state: dict, image_nhwc: np.ndarray) -> np.ndarray:
@@ -116,8 +78,8 @@ def _rel(a, b) -> float:
 
 
 def test_torchvision_resnet_file_loads_and_its_stem_computes_the_oihw_convolution(tmp_path):
-  state = _torchvision_resnet((2, 2, 2, 2), bottleneck=False, width=8)
-  flat, arch, unused = pretrained.load(_save(state, tmp_path / "r18.safetensors"))
+  state = torchvision_resnet_state((2, 2, 2, 2), bottleneck=False, width=8)
+  flat, arch, unused = pretrained.load(save_safetensors(state, tmp_path / "r18.safetensors"))
   assert arch == "resnet18" and unused == ["fc.bias", "fc.weight"]
   assert not any("num_batches_tracked" in k for k in flat)
   np.testing.assert_array_equal(
@@ -143,7 +105,8 @@ def test_vgg_fully_connected_layers_become_fc6_and_fc7_convolutions():
       "classifier.0.bias": np.zeros(16, np.float32),
       "classifier.3.weight": fc7,
       "classifier.6.weight": np.zeros((10, 16), np.float32),
-    }
+    },
+    "vgg16",
   )
   assert unused == ["classifier.6.weight"]
   pool5 = rng.normal(size=(1, 7, 7, 512)).astype(np.float32)
@@ -163,13 +126,13 @@ def _model_config(**fields):
   return config
 
 
-def _abstract_variables(model_config):
+def _model_and_abstract_variables(model_config):
   from jaxseg.models import create_model
 
   config = tiny_config("unused")
   config.model = model_config
   model = create_model(config, 5)
-  return jax.eval_shape(
+  return model, jax.eval_shape(
     lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False)
   )
 
@@ -182,17 +145,17 @@ def _abstract_variables(model_config):
     ("missing", "missing from it (1): batch_stats/backbone/layer4/1/bn2/var"),
     ("extra", "not in the model (1): params/backbone/layer4/1/conv3/kernel"),
     ("deep_stem", "deep-stem ResNet"),
-    ("no_backbone", "model 'unet' has no ImageNet backbone"),
+    ("no_backbone", "UNet has no ImageNet backbone"),
     ("no_file", "does not exist"),
   ],
 )
 def test_backbone_mismatches_raise_naming_the_keys(tmp_path, case, message):
-  state = _torchvision_resnet((2, 2, 2, 2), bottleneck=False, width=8)
+  state = torchvision_resnet_state((2, 2, 2, 2), bottleneck=False, width=8)
   model_config = _model_config()
   if case == "other_arch":
-    state = _torchvision_resnet((3, 4, 6, 3), bottleneck=False, width=8)
+    state = torchvision_resnet_state((3, 4, 6, 3), bottleneck=False, width=8)
   elif case == "other_width":
-    state = _torchvision_resnet((2, 2, 2, 2), bottleneck=False, width=16)
+    state = torchvision_resnet_state((2, 2, 2, 2), bottleneck=False, width=16)
   elif case == "missing":
     del state["layer4.1.bn2.running_var"]
   elif case == "extra":
@@ -200,12 +163,12 @@ def test_backbone_mismatches_raise_naming_the_keys(tmp_path, case, message):
   elif case == "deep_stem":
     state["conv1.0.weight"] = state.pop("conv1.weight")
   elif case == "no_backbone":
-    model_config = _model_config(name="unet")
-  path = _save(state, tmp_path / "weights.safetensors")
-  model_config.backbone_weights = str(tmp_path / "absent.pth") if case == "no_file" else path
-  abstract = {} if case == "no_backbone" else _abstract_variables(model_config)
+    model_config = ml_collections.ConfigDict({"name": "unet", "features": 4})
+  path = save_safetensors(state, tmp_path / "weights.safetensors")
+  weights_file = str(tmp_path / "absent.pth") if case == "no_file" else path
+  model, abstract = _model_and_abstract_variables(model_config)
   with pytest.raises((ValueError, FileNotFoundError)) as info:
-    pretrained.backbone_values(model_config, abstract)
+    pretrained.backbone_values(model, weights_file, abstract)
   assert message in str(info.value)
   assert "config.model.backbone_weights=" in str(info.value)
 
@@ -221,22 +184,23 @@ def test_backbone_mismatches_raise_naming_the_keys(tmp_path, case, message):
 )
 def test_paper_configs_take_their_imagenet_backbone(config_file, arch, monkeypatch):
   """Shapes only (`jax.eval_shape`): the full-size models and torchvision's files."""
-  from jaxseg import config_files, state
+  from jaxseg import config_files
+  from jaxseg.models import create_model
 
   config = config_files.load_config(os.path.join(REPO, "configs", config_file))
-  assert pretrained.model_arch(config.model) == arch
+  assert config.model.backbone == arch
   if arch.startswith("resnet"):
     blocks = {"resnet50": (3, 4, 6, 3), "resnet101": (3, 4, 23, 3)}[arch]
-    tensors = _torchvision_resnet(blocks, bottleneck=True, width=64)
+    tensors = torchvision_resnet_state(blocks, bottleneck=True, width=64)
   else:
     tensors = _torchvision_vgg(batch_norm=arch == "vgg16_bn")
   monkeypatch.setattr(pretrained, "read_state_dict", lambda path: (tensors, {}))
   config.model.backbone_weights = f"{arch}.pth"
-  model = state.create_model(config, 21)
+  model = create_model(config, 21)
   abstract = jax.eval_shape(
     lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
   )
-  values, summary = pretrained.backbone_values(config.model, abstract)
+  values, summary = pretrained.backbone_values(model, config.model.backbone_weights, abstract)
   backbone = pretrained.flatten_dict({k: abstract[k]["backbone"] for k in abstract})
   assert len(values) == len(backbone) and summary.startswith(f"Backbone {arch} from")
   assert ("params/backbone/fc6/kernel (the model has no fc6/fc7)" in summary) == (
@@ -252,59 +216,13 @@ def test_torch_file_without_torch_says_what_to_install(tmp_path, monkeypatch):
     pretrained.load(str(path))
 
 
-def test_convert_writes_a_file_jaxseg_loads_without_torch(tmp_path):
-  state = _torchvision_resnet((3, 4, 6, 3), bottleneck=True, width=4)
-  source = _save(state, tmp_path / "resnet50.safetensors")
-  out = tmp_path / "converted.safetensors"
-  run = lambda arch: subprocess.run(
-    [
-      sys.executable,
-      "-m",
-      "jaxseg.convert",
-      f"--arch={arch}",
-      f"--input={source}",
-      f"--output={out}",
-    ],
-    capture_output=True,
-    text=True,
-    cwd=REPO,
-  )
-  done = run("resnet50")
-  assert done.returncode == 0, done.stderr
-  assert "resnet50: 265 arrays" in done.stdout and "fc.weight" in done.stdout
-  converted, arch, unused = pretrained.load(str(out))
-  expected, _, _ = pretrained.load(source)
-  assert arch == "resnet50" and unused == [] and converted.keys() == expected.keys()
-  for key, value in expected.items():
-    np.testing.assert_array_equal(converted[key], value)
-  wrong = run("resnet101")
-  assert wrong.returncode != 0 and "holds a resnet50, not the --arch=resnet101" in wrong.stderr
-
-
-def _params(workdir: str) -> dict:
-  return pretrained.flatten_dict(checkpoint.read_variables(workdir)[0]["params"])
-
-
-def _one_step_at_learning_rate_zero(data_dir: str, **overrides):
-  """A tiny run whose saved parameters are its initial ones."""
-  return tiny_config(
-    data_dir,
-    num_train_steps=1,
-    learning_rate=0.0,
-    end_learning_rate=0.0,
-    eval_every_steps=1,
-    checkpoint_every_steps=1,
-    **overrides,
-  )
-
-
 def test_training_starts_from_the_backbone_file(data_dir, tmp_path, capsys):
-  state = _torchvision_resnet((2, 2, 2, 2), bottleneck=False, width=8)
-  weights = _save(state, tmp_path / "r18.safetensors")
-  config = _one_step_at_learning_rate_zero(data_dir, **{"model.backbone_weights": weights})
+  state = torchvision_resnet_state((2, 2, 2, 2), bottleneck=False, width=8)
+  weights = save_safetensors(state, tmp_path / "r18.safetensors")
+  config = one_step_at_learning_rate_zero(data_dir, **{"model.backbone_weights": weights})
   train.train_and_evaluate(config, str(tmp_path / "run"))
   assert "Backbone resnet18 from" in capsys.readouterr().out
-  params = _params(str(tmp_path / "run"))
+  params = saved_params(str(tmp_path / "run"))
   expected, _, _ = pretrained.load(weights)
   for key, value in expected.items():
     if key.startswith("params/"):
@@ -312,36 +230,6 @@ def test_training_starts_from_the_backbone_file(data_dir, tmp_path, capsys):
   assert len([k for k in params if k.startswith("backbone/")]) == len(
     [k for k in expected if k.startswith("params/")]
   )
-
-
-def test_init_from_another_run_reinitialises_only_what_changed_shape(data_dir, tmp_path, capsys):
-  first = str(tmp_path / "first")
-  train.train_and_evaluate(tiny_config(data_dir, num_train_steps=2, eval_every_steps=2), first)
-  # A different auxiliary head: its arrays change shape and start fresh.
-  config = _one_step_at_learning_rate_zero(data_dir, init_from=first, **{"model.aux_channels": 4})
-  second = str(tmp_path / "second")
-  train.train_and_evaluate(config, second)
-  out = capsys.readouterr().out
-  assert f"Initialised from {first}/checkpoints/2" in out
-  before, after = _params(first), _params(second)
-  changed = {k for k in before if before[k].shape != after[k].shape}
-  assert changed and all(k.startswith("aux_head/") for k in changed)
-  for key in changed:
-    assert f"params/{key} {before[key].shape}->{after[key].shape}" in out
-  for key in before.keys() - changed:
-    np.testing.assert_array_equal(after[key], before[key])
-
-
-def test_init_from_a_different_architecture_raises_naming_the_keys(data_dir, tmp_path):
-  first = str(tmp_path / "first")
-  train.train_and_evaluate(tiny_config(data_dir, num_train_steps=2, eval_every_steps=2), first)
-  config = tiny_config(data_dir, init_from=first, **{"model.aux_channels": 0})
-  with pytest.raises(
-    ValueError, match=r"not in the model \(7\): batch_stats/aux_head/conv/bn/mean"
-  ):
-    train.train_and_evaluate(config, str(tmp_path / "second"))
-  with pytest.raises(FileNotFoundError, match="neither a jaxseg workdir"):
-    train.train_and_evaluate(tiny_config(data_dir, init_from=str(tmp_path)), str(tmp_path / "x"))
 
 
 # --- Parity with torchvision's and timm's own forward passes (torch needed). ---

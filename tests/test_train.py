@@ -9,14 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxseg import metrics, runs, train
-from tests.helpers import tiny_config
+from jaxseg import runs, train
+from tests.helpers import logged_losses, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _losses(workdir: str) -> dict[int, float]:
-  return {r["step"]: r["train/loss"] for r in metrics.read_scalars(workdir) if "train/loss" in r}
 
 
 def test_end_to_end_run_writes_what_the_readme_promises(data_dir, tmp_path):
@@ -34,14 +30,14 @@ def test_end_to_end_run_writes_what_the_readme_promises(data_dir, tmp_path):
   with Image.open(os.path.join(workdir, "predictions.png")) as picture:
     assert picture.size == (2 + 3 * 66, 2 + 4 * 66)
   assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
-  assert sorted(_losses(workdir)) == [1, 2, 3, 4]
+  assert sorted(logged_losses(workdir)) == [1, 2, 3, 4]
   steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
   assert steps[-1] == 4
 
   # Started again, a finished run does not train again; it reports its result.
   again = train.train_and_evaluate(tiny_config(data_dir), workdir)
   assert again["step"] == 4 and again["miou"] == pytest.approx(result["miou"])
-  assert sorted(_losses(workdir)) == [1, 2, 3, 4]
+  assert sorted(logged_losses(workdir)) == [1, 2, 3, 4]
 
 
 def test_stopped_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
@@ -52,8 +48,8 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
   assert first["step"] == 3
   train.train_and_evaluate(config, resumed)
 
-  assert _losses(straight) == _losses(resumed)
-  assert sorted(_losses(resumed)) == [1, 2, 3, 4, 5, 6]
+  assert logged_losses(straight) == logged_losses(resumed)
+  assert sorted(logged_losses(resumed)) == [1, 2, 3, 4, 5, 6]
   _, a = runs.load_train_state(config, straight)
   _, b = runs.load_train_state(config, resumed)
   assert int(a.step) == int(b.step) == 6

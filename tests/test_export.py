@@ -1,0 +1,51 @@
+"""`python -m jaxseg.export`: a run serialised, served without jaxseg installed."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from jaxseg import inference, runs
+from tests.helpers import run_module
+
+
+def test_export_runs_in_a_fresh_process_without_the_training_code(trained_run, tmp_path):
+  workdir, _ = trained_run
+  out = run_module(
+    "jaxseg.export", f"--workdir={workdir}", f"--output={tmp_path / 'export'}", "--size=64,64"
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  rng = np.random.default_rng(2)
+  fits, large = (
+    rng.integers(0, 256, (64, 64, 3), np.uint8),
+    rng.integers(0, 256, (50, 90, 3), np.uint8),
+  )
+  np.save(tmp_path / "fits.npy", fits)
+  np.save(tmp_path / "large.npy", large)
+  script = (
+    "import sys, numpy as np\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "from serving import ExportedSegmenter\n"
+    "m = ExportedSegmenter(sys.argv[1])\n"
+    "batch = np.stack([np.load(sys.argv[2])] * 3)\n"
+    "assert m.logits(batch).shape == (3, 64, 64, len(m.class_names))\n"  # Any batch size.
+    "np.save(sys.argv[4], m.predict(np.load(sys.argv[2])))\n"
+    "np.save(sys.argv[5], m.predict(np.load(sys.argv[3])))\n"
+    "loaded = {k.split('.')[0] for k in sys.modules}\n"
+    "assert not loaded & {'jaxseg', 'flax'}, 'imported training code'\n"
+  )
+  files = [str(tmp_path / n) for n in ("fits.npy", "large.npy", "a.npy", "b.npy")]
+  served = subprocess.run(
+    [sys.executable, "-c", script, str(tmp_path / "export"), *files],
+    capture_output=True, text=True, cwd=str(tmp_path), timeout=600,
+  )  # fmt: skip
+  assert served.returncode == 0, served.stderr[-3000:]
+  _, _, predict_fn = runs.load_predictor(workdir, "best")
+  np.testing.assert_array_equal(np.load(files[2]), inference.whole(predict_fn, fits).argmax(-1))
+  expected = inference.slide(predict_fn, large, crop_size=(64, 64), stride=(42, 42)).argmax(-1)
+  np.testing.assert_array_equal(np.load(files[3]), expected)
+  with open(tmp_path / "export" / "metadata.json") as f:
+    metadata = json.load(f)
+  assert metadata["input_size"] == [64, 64] and metadata["checkpoint_step"] == 4
+  assert metadata["class_names"][1] == "circle"
