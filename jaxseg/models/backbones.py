@@ -118,9 +118,10 @@ def create(
   """Backbone `name` as the submodule `module_name`, with the `settings` it takes.
 
   `output_stride` is checked against what the backbone supports (and passed
-  on where the trunk has the setting). Any other setting the trunk does not
-  take is dropped when it is None or False (not asked for) and an error
-  otherwise, so nothing a config sets is silently ignored.
+  on where the trunk has the setting). A setting that is None keeps the
+  trunk's default; one the trunk does not take is dropped when it is False
+  or empty (not asked for) and an error otherwise, so nothing a config sets
+  is silently ignored.
   """
   backbone = get(name)
   takes = backbone.settings
@@ -130,9 +131,11 @@ def create(
       settings["output_stride"] = output_stride
   kwargs = {}
   for key, value in settings.items():
+    if value is None:  # Not set: the backbone's own default.
+      continue
     if key in takes:
       kwargs[key] = value
-    elif value is not None and value is not False:
+    elif value is not False and value != ():
       raise ValueError(
         f"config.model.{_CONFIG_KEYS.get(key, key)}={value!r} does not apply to backbone "
         f"{name!r} (it takes: {', '.join(sorted(takes))})"

@@ -32,8 +32,10 @@ class DeepLabV3(nn.Module):
     num_classes: number of classes.
     backbone: a name in `backbones.BACKBONES` (the paper: a dilated ResNet).
     output_stride: 16 (the paper's training setting) or 8.
-    backbone_width: channels of the backbone's first stage (64 in the paper).
-    multi_grid: dilation multipliers of the last stage's blocks.
+    backbone_width: channels of the backbone's first stage; None: the
+      backbone's own (64 for ResNet, as in the paper).
+    multi_grid: dilation multipliers of the last stage's blocks; None or ():
+      the backbone's own rule (a backbone without the setting needs one of them).
     rates: ASPP rates; None picks the paper's for the output stride. They
       should shrink with the feature map: on small crops, rates past the
       map's size only see padding.
@@ -56,7 +58,7 @@ class DeepLabV3(nn.Module):
   num_classes: int
   backbone: str = "resnet50"
   output_stride: int = 16
-  backbone_width: int = 64
+  backbone_width: int | None = None
   multi_grid: Sequence[int] | None = (1, 2, 4)
   rates: Sequence[int] | None = None
   aspp_features: int = 256
@@ -101,16 +103,9 @@ class DeepLabV3(nn.Module):
         train=train,
       )
     outputs = {"logits": heads.logits_at(x, size, self.num_classes, self.dtype)}
-    if self.aux_channels and (train or self.is_initializing()):
-      outputs["aux_logits"] = heads.auxiliary_logits(
-        endpoints["stride16"],
-        size,
-        num_classes=self.num_classes,
-        features=self.aux_channels,
-        dropout_rate=self.dropout_rate,
-        dtype=self.dtype,
-        train=train,
-      )
+    aux = heads.auxiliary_logits(self, endpoints.get("stride16"), size, train=train)
+    if aux is not None:
+      outputs["aux_logits"] = aux
     return outputs
 
 

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxseg.models import backbones, layers
+from jaxseg.models import backbones, layers, vgg
 
 # Offsets of the crops in the authors' networks (they follow from padding 100,
 # five ceil-mode pools and the valid 7×7 fc6).
@@ -77,10 +77,6 @@ class FCN(nn.Module):
 
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
-    if 64 % self.width_divisor:
-      raise ValueError(
-        f"config.model.width_divisor={self.width_divisor} must divide VGG16's 64 first channels"
-      )
     if self.stride not in _FINAL_OFFSET:
       raise ValueError(f"FCN stride must be 32, 16 or 8, got {self.stride}")
     if self.input_padding not in (0, 100):
@@ -95,7 +91,7 @@ class FCN(nn.Module):
     c = self.num_classes
     _, endpoints = backbones.create(
       self.backbone,
-      width=64 // self.width_divisor,
+      width=vgg.width_from_divisor(self.width_divisor),
       fc_features=self.fc_features,
       dropout_rate=self.dropout_rate,
       first_padding=100 if caffe else 1,

@@ -142,15 +142,22 @@ def logits_at(x: jax.Array, size: Sequence[int], num_classes: int, dtype) -> jax
 
 
 def auxiliary_logits(
-  x: jax.Array,
-  size: Sequence[int],
-  *,
-  num_classes: int,
-  features: int,
-  dropout_rate: float,
-  dtype: layers.Dtype,
-  train: bool,
-) -> jax.Array:
-  """The auxiliary `FCNHead` (`aux_head`) on `x`, resized to `size`, float32."""
-  aux = FCNHead(num_classes, features, dropout_rate, dtype, name="aux_head")(x, train=train)
+  network: nn.Module, x: jax.Array, size: Sequence[int], *, train: bool
+) -> jax.Array | None:
+  """The auxiliary `FCNHead` (`aux_head`) on `x`, resized to `size`, float32.
+
+  Built from the calling network's `aux_channels`, `num_classes`,
+  `dropout_rate` and `dtype`; None when it has no auxiliary head
+  (`aux_channels` 0) or is neither training nor being initialised (the head
+  only serves the training loss).
+  """
+  if not network.aux_channels or not (train or network.is_initializing()):
+    return None
+  aux = FCNHead(
+    network.num_classes,
+    network.aux_channels,
+    network.dropout_rate,
+    network.dtype,
+    name="aux_head",
+  )(x, train=train)
   return layers.resize_bilinear(aux.astype(jnp.float32), size)

@@ -24,7 +24,8 @@ class PSPNet(nn.Module):
     num_classes: number of classes.
     backbone: a name in `backbones.BACKBONES` (the paper: a dilated ResNet).
     output_stride: backbone output stride (8 in the paper).
-    backbone_width: channels of the backbone's first stage (64 in the paper).
+    backbone_width: channels of the backbone's first stage; None: the
+      backbone's own (64 for ResNet, as in the paper).
     bins: pyramid bin sizes.
     head_channels: channels of the fusion convolution (512 in the paper).
     aux_channels: channels of the auxiliary head (256); 0 disables it.
@@ -40,7 +41,7 @@ class PSPNet(nn.Module):
   num_classes: int
   backbone: str = "resnet50"
   output_stride: int = 8
-  backbone_width: int = 64
+  backbone_width: int | None = None
   bins: Sequence[int] = (1, 2, 3, 6)
   head_channels: int = 512
   aux_channels: int = 256
@@ -70,16 +71,9 @@ class PSPNet(nn.Module):
     )
     x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train)(x)
     outputs = {"logits": heads.logits_at(x, size, self.num_classes, self.dtype)}
-    if self.aux_channels and (train or self.is_initializing()):
-      outputs["aux_logits"] = heads.auxiliary_logits(
-        endpoints["stride16"],
-        size,
-        num_classes=self.num_classes,
-        features=self.aux_channels,
-        dropout_rate=self.dropout_rate,
-        dtype=self.dtype,
-        train=train,
-      )
+    aux = heads.auxiliary_logits(self, endpoints.get("stride16"), size, train=train)
+    if aux is not None:
+      outputs["aux_logits"] = aux
     return outputs
 
 

@@ -128,7 +128,7 @@ class ResNet(nn.Module):
     block: `BasicBlock` or `Bottleneck`.
     output_stride: 8, 16 or 32; stages past it replace stride with dilation.
     multi_grid: per-block dilation multipliers of the last stage (DeepLab's
-      (1, 2, 4)); None keeps torchvision's rule.
+      (1, 2, 4)); None or () keeps torchvision's rule.
     width: channels of the first stage (64 in the paper); stages double it.
     dtype: computation dtype.
     remat: rematerialise every block (see `Stage`); parameters are unchanged.
@@ -163,7 +163,7 @@ class ResNet(nn.Module):
         dilation, strides = dilation * strides, 1
       stride *= strides
       dilations = [previous_dilation] + [dilation] * (num_blocks - 1)
-      if i == len(self.stage_sizes) - 1 and self.multi_grid is not None:
+      if i == len(self.stage_sizes) - 1 and self.multi_grid:
         dilations = [
           dilation * self.multi_grid[j % len(self.multi_grid)] for j in range(num_blocks)
         ]

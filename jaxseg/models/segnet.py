@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxseg.models import backbones, layers
+from jaxseg.models import backbones, layers, vgg
 
 # Output channels of the decoder's convolutions, deepest stage first (the
 # encoder's VGG16 stages mirrored); the very last one is the classifier.
@@ -53,12 +53,11 @@ class SegNet(nn.Module):
 
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
-    if 64 % self.width_divisor:
-      raise ValueError(
-        f"config.model.width_divisor={self.width_divisor} must divide VGG16's 64 first channels"
-      )
     _, endpoints = backbones.create(
-      self.backbone, width=64 // self.width_divisor, pool_indices=True, dtype=self.dtype
+      self.backbone,
+      width=vgg.width_from_divisor(self.width_divisor),
+      pool_indices=True,
+      dtype=self.dtype,
     )(image, train=train)
     x = endpoints["pool5"]
     for stage, channels in _DECODER:

@@ -144,6 +144,13 @@ class VGG(nn.Module):
     return x, endpoints
 
 
+def width_from_divisor(divisor: int) -> int:
+  """`VGG.width` of VGG16 with every channel count divided by `divisor`."""
+  if divisor < 1 or 64 % divisor:
+    raise ValueError(f"config.model.width_divisor={divisor} must divide VGG16's 64 first channels")
+  return 64 // divisor
+
+
 VGG16 = functools.partial(VGG, batch_norm=False)
 VGG16BN = functools.partial(VGG, batch_norm=True)
 

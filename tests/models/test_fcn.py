@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from jaxseg.models import fcn, onednn
-
-RNGS = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+from tests.helpers import RNGS, param_count, score_params
 
 
 def _mirror_symmetric(params):
@@ -78,3 +77,26 @@ def test_input_padding_must_be_the_papers_or_none():
   model = fcn._tiny(num_classes=3, stride=32, input_padding=50)
   with pytest.raises(ValueError, match="input_padding"):
     model.init(RNGS, jnp.zeros((1, 64, 64, 3)), train=False)
+
+
+VGG16_WITH_FC = 14_714_688 + (7 * 7 * 512 * 4096 + 4096) + (4096 * 4096 + 4096)
+
+
+# The upsamplings are fixed bilinear interpolations (the authors' released
+# nets): no parameters. The paper's 134M.
+@pytest.mark.parametrize(
+  "stride,extra",
+  [
+    (32, score_params(4096, 21)),
+    (16, score_params(4096, 21) + score_params(512, 21)),
+    (8, score_params(4096, 21) + score_params(512, 21) + score_params(256, 21)),
+  ],
+)
+def test_paper_fcn_parameter_counts(stride, extra):
+  assert param_count(fcn.FCN(num_classes=21, stride=stride)) == VGG16_WITH_FC + extra
+
+
+def test_fcn_learned_upsampling_learns_the_2x_ones_only():
+  fixed = param_count(fcn.FCN(num_classes=21, stride=8))
+  learned = param_count(fcn.FCN(num_classes=21, stride=8, learned_upsampling=True))
+  assert learned - fixed == 2 * 4 * 4 * 21 * 21  # upscore2, upscore_pool4; not upscore8.

@@ -39,21 +39,28 @@ def test_aspp_has_five_branches_and_a_projection():
 class _Plus(nn.Module):
   """The decoder and the two output functions inside a network, as DeepLab uses them."""
 
+  num_classes: int = 3
+  aux_channels: int = 4
+  dropout_rate: float = 0.0
+  dtype: jnp.dtype = jnp.float32
+
   @nn.compact
   def __call__(self, x, low, *, train):
     x = heads.deeplabv3plus_decoder(
       x, low, low_level_features=4, features=8, separable=True, dtype=jnp.float32, train=train
     )
-    return heads.logits_at(x, (32, 32), 3, jnp.float32), heads.auxiliary_logits(
-      low, (32, 32), num_classes=3, features=4, dropout_rate=0.0, dtype=jnp.float32, train=train
-    )
+    logits = heads.logits_at(x, (32, 32), self.num_classes, jnp.float32)
+    return logits, heads.auxiliary_logits(self, low, (32, 32), train=train)
 
 
 def test_decoder_and_outputs_create_their_layers_in_the_network():
   x, low = jnp.ones((1, 2, 2, 16)), jnp.ones((1, 8, 8, 6))
   variables = _init(_Plus(), x, low, train=False)
-  logits, aux = _Plus().apply(variables, x, low, train=False)
+  logits, aux = _Plus().apply(variables, x, low, train=True, mutable=["batch_stats"])[0]
   assert logits.shape == aux.shape == (1, 32, 32, 3) and logits.dtype == jnp.float32
+  # Evaluation does not run the auxiliary head, nor does a network without one.
+  assert _Plus().apply(variables, x, low, train=False)[1] is None
+  assert _Plus(aux_channels=0).apply(variables, x, low, train=False)[1] is None
   # Names the network's checkpoints have always had.
   assert sorted(variables["params"]) == [
     "aux_head", "classifier", "decoder0", "decoder1", "low_level",

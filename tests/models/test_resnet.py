@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxseg.models import resnet
+from jaxseg.models import backbones, resnet
 
 
 def _variables(model, shape=(1, 64, 64, 3)):
@@ -27,7 +27,7 @@ def _count(tree) -> int:
 )
 def test_trunk_parameter_counts_match_torchvision(name, count):
   for output_stride in (32, 8):
-    variables = _variables(resnet.BACKBONES[name](output_stride=output_stride))
+    variables = _variables(backbones.BACKBONES[name].module(output_stride=output_stride))
     assert _count(variables["params"]) == count
 
 

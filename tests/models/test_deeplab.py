@@ -1,0 +1,54 @@
+"""DeepLabV3/V3+: paper-size parameter counts, atrous rates by output stride, the decoder."""
+
+import jax
+import jax.numpy as jnp
+
+from jaxseg.models import deeplab, onednn
+from tests.helpers import RNGS, conv_bn_params, param_count, score_params
+
+
+def test_paper_deeplab_parameter_counts():
+  trunk = 23_508_032
+  aspp = (
+    2 * conv_bn_params(2048, 256, 1)
+    + 3 * conv_bn_params(2048, 256)
+    + conv_bn_params(5 * 256, 256, 1)
+  )
+  v3 = trunk + aspp + score_params(256, 21)
+  assert param_count(deeplab.DeepLabV3(num_classes=21)) == v3 == 39_048_533
+  decoder = conv_bn_params(256, 48, 1) + conv_bn_params(256 + 48, 256) + conv_bn_params(256, 256)
+  assert param_count(deeplab.DeepLabV3(num_classes=21, decoder=True)) == v3 + decoder
+
+
+def _conv_dilations(model, x) -> set[int]:
+  """The rhs dilations of every convolution the model runs (from the jaxpr of
+  its XLA form)."""
+  variables = jax.eval_shape(lambda: model.init(RNGS, x, train=False))
+  with onednn.backend("xla"):
+    jaxpr = jax.make_jaxpr(lambda v: model.apply(v, x, train=False))(variables)
+  found = set()
+
+  def walk(jaxpr):
+    for eqn in jaxpr.eqns:
+      if eqn.primitive.name == "conv_general_dilated":
+        found.add(eqn.params["rhs_dilation"][0])
+      for value in eqn.params.values():
+        if hasattr(value, "jaxpr"):
+          walk(value.jaxpr)
+
+  walk(jaxpr.jaxpr)
+  return found
+
+
+def test_deeplab_rates_follow_output_stride():
+  # Large enough that no rate exceeds the feature map (those run as 1×1).
+  x = jnp.zeros((1, 320, 320, 3))
+  for output_stride, rates in ((16, {6, 12, 18}), (8, {12, 24, 36})):
+    model = deeplab._tiny(num_classes=3, output_stride=output_stride, rates=None, multi_grid=None)
+    assert rates <= _conv_dilations(model, x)
+
+
+def test_separable_decoder_has_fewer_parameters():
+  plain = param_count(deeplab.DeepLabV3(num_classes=21, decoder=True))
+  separable = param_count(deeplab.DeepLabV3(num_classes=21, decoder=True, separable=True))
+  assert separable < plain
