@@ -69,6 +69,22 @@ class DatasetSpec:
     return len(self.class_names)
 
 
+def _recipe(*, crop, batch, steps, max_size, base_size, **more) -> dict[str, Any]:
+  """A training recipe as config fields: crops of `crop`, `batch` per step for
+  `steps` steps; images padded to `max_size` for training and evaluation;
+  `base_size` (long, short) is the scale of resize ratio 1; `more` by dotted key."""
+  return {
+    "data.variant": "",
+    "data.max_size": max_size,
+    "data.eval_size": max_size,
+    "crop_size": crop,
+    "batch_size": batch,
+    "num_train_steps": steps,
+    "augment.base_size": base_size,
+    **more,
+  }
+
+
 DATASETS: dict[str, DatasetSpec] = {
   "synthetic_shapes": DatasetSpec(
     tfds_name="synthetic_shapes",
@@ -81,16 +97,14 @@ DATASETS: dict[str, DatasetSpec] = {
     class_names=labels.VOC_CLASSES,
     palette=labels.VOC_PALETTE,
     builder_module="jaxseg.data.builders.voc2012",
-    recipe={
-      "data.variant": "aug",
-      "data.train_split": "train_aug",
-      "data.max_size": (512, 512),
-      "data.eval_size": (512, 512),
-      "crop_size": (512, 512),
-      "batch_size": 16,
-      "num_train_steps": 20_000,
-      "augment.base_size": (2048, 512),
-    },
+    recipe=_recipe(
+      crop=(512, 512),
+      batch=16,
+      steps=20_000,
+      max_size=(512, 512),
+      base_size=(2048, 512),
+      **{"data.variant": "aug", "data.train_split": "train_aug"},
+    ),
   ),
   "cityscapes": DatasetSpec(
     tfds_name="cityscapes",
@@ -99,16 +113,14 @@ DATASETS: dict[str, DatasetSpec] = {
     image_key="image_left",
     label_key="segmentation_label",
     label_map=labels.CITYSCAPES_LABEL_MAP,
-    recipe={
-      "data.variant": "semantic_segmentation",
-      "data.max_size": (1024, 2048),
-      "data.eval_size": (1024, 2048),
-      "crop_size": (512, 1024),
-      "batch_size": 8,
-      "eval_batch_size": 8,
-      "num_train_steps": 40_000,
-      "augment.base_size": (2048, 1024),
-    },
+    recipe=_recipe(
+      crop=(512, 1024),
+      batch=8,
+      steps=40_000,
+      max_size=(1024, 2048),
+      base_size=(2048, 1024),
+      **{"data.variant": "semantic_segmentation", "eval_batch_size": 8},
+    ),
   ),
   "ade20k": DatasetSpec(
     tfds_name="ade20k",
@@ -116,15 +128,9 @@ DATASETS: dict[str, DatasetSpec] = {
     palette=labels.ADE20K_PALETTE,
     builder_module="jaxseg.data.builders.ade20k",
     label_map=labels.ADE20K_LABEL_MAP,
-    recipe={
-      "data.variant": "",
-      "data.max_size": (1024, 1024),
-      "data.eval_size": (1024, 1024),
-      "crop_size": (512, 512),
-      "batch_size": 16,
-      "num_train_steps": 80_000,
-      "augment.base_size": (2048, 512),
-    },
+    recipe=_recipe(
+      crop=(512, 512), batch=16, steps=80_000, max_size=(1024, 1024), base_size=(2048, 512)
+    ),
   ),
   "oxford_iiit_pet": DatasetSpec(
     tfds_name="oxford_iiit_pet",
@@ -132,15 +138,9 @@ DATASETS: dict[str, DatasetSpec] = {
     palette=labels.OXFORD_PET_PALETTE,
     eval_split="test",
     label_map=labels.OXFORD_PET_LABEL_MAP,
-    recipe={
-      "data.variant": "",
-      "data.max_size": (1024, 1024),
-      "data.eval_size": (1024, 1024),
-      "crop_size": (512, 512),
-      "batch_size": 16,
-      "num_train_steps": 20_000,
-      "augment.base_size": (2048, 512),
-    },
+    recipe=_recipe(
+      crop=(512, 512), batch=16, steps=20_000, max_size=(1024, 1024), base_size=(2048, 512)
+    ),
   ),
   # A user's directory (`config.data.folder`): its classes and builder come
   # from the directory itself (`get_dataset_spec`).
@@ -148,15 +148,7 @@ DATASETS: dict[str, DatasetSpec] = {
     tfds_name="user_folder",
     class_names=(),
     palette=np.zeros((0, 3), np.uint8),
-    recipe={
-      "data.variant": "",
-      "data.max_size": (512, 512),
-      "data.eval_size": (512, 512),
-      "crop_size": (256, 256),
-      "batch_size": 8,
-      "num_train_steps": 4_000,
-      "augment.base_size": (),
-    },
+    recipe=_recipe(crop=(256, 256), batch=8, steps=4_000, max_size=(512, 512), base_size=()),
   ),
 }
 FOLDER = "folder"
