@@ -1,16 +1,24 @@
-"""Helpers shared by tests: tiny configs, the losses a run logged, weight files."""
+"""Helpers shared by tests: tiny configs, the losses a run logged, weight files,
+dataset directories in the real on-disk formats, parameter counting."""
 
+import json
 import os
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 from safetensors.numpy import save_file
+from scipy import io as scipy_io
 
 from configs import default
-from jaxseg import checkpoint, metrics, pretrained
+from jaxseg import checkpoint, metrics, pretrained, sharding
+from jaxseg.data import labels, pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RNGS = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
 
 
 def tiny_config(data_dir: str, **overrides):
@@ -107,3 +115,120 @@ def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
     [sys.executable, "-m", module, *args],
     capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
   )  # fmt: skip
+
+
+def tree_size(tree) -> int:
+  """Elements in all leaves of `tree` (arrays or shapes)."""
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def param_count(model, size=(64, 64)) -> int:
+  """Parameters of `model` (shapes only: nothing is compiled)."""
+  variables = jax.eval_shape(lambda: model.init(RNGS, jnp.zeros((1, *size, 3)), train=True))
+  return tree_size(variables["params"])
+
+
+def conv_bn_params(c_in: int, c_out: int, k: int = 3) -> int:
+  """A k×k convolution without bias and its BatchNorm."""
+  return k * k * c_in * c_out + 2 * c_out
+
+
+def score_params(c_in: int, c: int) -> int:
+  """A 1×1 classifier with bias."""
+  return c_in * c + c
+
+
+# Image sizes of the small datasets tests write.
+SIZES = [(20, 24), (17, 30), (26, 18), (21, 21), (19, 27), (24, 16)]
+
+
+def random_image(rng, h, w):
+  """A random uint8 RGB image."""
+  return rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+
+
+def write_palette_png(path, indices, palette):
+  """Class indices as a palette PNG, as VOC stores its labels."""
+  im = Image.fromarray(indices.astype(np.uint8), mode="P")
+  flat = np.zeros((256, 3), np.uint8)
+  flat[: len(palette)] = palette
+  im.putpalette(flat.ravel().tolist())
+  im.save(path)
+
+
+def write_voc_devkit(root, rng):
+  """A VOCdevkit with 6 images (4 train, 2 val) and an SBD release with 3 more."""
+  voc = os.path.join(root, "VOCdevkit", "VOC2012")
+  for sub in ("JPEGImages", "SegmentationClass", "ImageSets/Segmentation"):
+    os.makedirs(os.path.join(voc, sub))
+  written = {}
+  ids = [f"2007_{i:06d}" for i in range(len(SIZES))] + [f"2008_{i:06d}" for i in range(3)]
+  for image_id, (h, w) in zip(ids, [*SIZES, (15, 22), (23, 19), (18, 18)], strict=True):
+    Image.fromarray(random_image(rng, h, w)).save(
+      os.path.join(voc, "JPEGImages", f"{image_id}.jpg")
+    )
+    label = rng.integers(0, 21, size=(h, w))
+    label[0, :] = 255  # The void border.
+    written[image_id] = label
+    if image_id.startswith("2007"):
+      png = os.path.join(voc, "SegmentationClass", f"{image_id}.png")
+      write_palette_png(png, label, labels.VOC_PALETTE)
+  lists = os.path.join(voc, "ImageSets", "Segmentation")
+  with open(os.path.join(lists, "train.txt"), "w") as f:
+    f.write("\n".join(ids[:4]) + "\n")
+  with open(os.path.join(lists, "val.txt"), "w") as f:
+    f.write("\n".join(ids[4:6]) + "\n")
+  sbd = os.path.join(root, "benchmark_RELEASE", "dataset")
+  os.makedirs(os.path.join(sbd, "cls"))
+  for image_id in [*ids[6:], ids[4]]:  # One SBD image is in VOC val: excluded.
+    sbd_label = np.where(written[image_id] == 255, 0, written[image_id]).astype(np.uint8)
+    if image_id.startswith("2008"):
+      written[image_id] = sbd_label
+    gt = {"Segmentation": sbd_label, "Boundaries": np.zeros(1), "CategoriesPresent": np.ones(1)}
+    scipy_io.savemat(os.path.join(sbd, "cls", f"{image_id}.mat"), {"GTcls": gt})
+  with open(os.path.join(sbd, "train.txt"), "w") as f:
+    f.write("\n".join(ids[6:8]) + "\n")
+  with open(os.path.join(sbd, "val.txt"), "w") as f:
+    f.write("\n".join([ids[8], ids[4], ids[0]]) + "\n")
+  return ids, written
+
+
+def dataset_config(data_dir, name, **data):
+  """`tiny_config` reading dataset `name` (with `config.data` fields `data`), batches of 2."""
+  config = tiny_config(data_dir)
+  config.data.name = name
+  config.data.variant = ""
+  config.batch_size = 2
+  config.eval_batch_size = 2
+  for key, value in data.items():
+    setattr(config.data, key, value)
+  return config
+
+
+def eval_labels_by_name(config):
+  """Every validation label, cropped back from its padding, by file name."""
+  spec, builder = pipeline.prepare(config)
+  mesh = sharding.make_mesh(config)
+  out = []
+  for batch in pipeline.eval_batches(config, spec, builder, mesh):
+    for label, (h, w), keep in zip(batch["label"], batch["size"], batch["mask"], strict=True):
+      if keep:
+        assert np.all(label[h:] == 255) and np.all(label[:, w:] == 255)
+        out.append(label[:h, :w])
+  source = builder.as_data_source(config.data.eval_split or spec.eval_split)
+  names = [source[i]["file_name"].decode() for i in range(len(source))]
+  return spec, builder, dict(zip(names, out, strict=True))
+
+
+def write_folder(root, rng, meta, masks, rgb=False, sizes=SIZES):
+  """A `folder` dataset: images, masks (indices, or colours with `rgb`), classes.json."""
+  (root / "images").mkdir(parents=True)
+  (root / "masks").mkdir()
+  (root / "classes.json").write_text(json.dumps(meta))
+  for i, ((h, w), mask) in enumerate(zip(sizes, masks, strict=True)):
+    ext = "jpg" if i % 2 else "png"
+    Image.fromarray(random_image(rng, h, w)).save(root / "images" / f"im{i}.{ext}")
+    if rgb:
+      Image.fromarray(mask).save(root / "masks" / f"im{i}.png")
+    else:
+      Image.fromarray(mask.astype(np.uint8)).save(root / "masks" / f"im{i}.png")

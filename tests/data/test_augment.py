@@ -181,16 +181,3 @@ def test_photometric_distortion_changes_colours_only():
     np.testing.assert_array_equal(a_l, b_l)
     assert b_i.min() >= 0 and b_i.max() <= 255
   assert not np.allclose(a_i, b_i)
-
-
-def test_hsv_round_trip_and_reference():
-  import colorsys
-
-  from jaxseg.data import photometric
-
-  rgb = np.random.default_rng(0).uniform(0, 255, size=(64, 3)).astype(np.float32)
-  hsv = np.asarray(photometric.rgb_to_hsv(jnp.asarray(rgb)))
-  ref = np.array([colorsys.rgb_to_hsv(*(c / 255)) for c in rgb])
-  np.testing.assert_allclose(hsv[:, :2], ref[:, :2], atol=1e-5)
-  np.testing.assert_allclose(hsv[:, 2], ref[:, 2] * 255, rtol=1e-5)
-  np.testing.assert_allclose(photometric.hsv_to_rgb(jnp.asarray(hsv)), rgb, atol=1e-3)
