@@ -2,6 +2,9 @@
 
 import json
 import os
+import shutil
+
+import pytest
 
 from jaxseg import compare
 from tests.helpers import run_module
@@ -17,20 +20,30 @@ def test_comparison_table_has_a_column_per_run():
   assert lines[-3].split() == ["mIoU", "70.00", "95.00"]
 
 
-def test_compare_trains_every_config_with_the_same_overrides(data_dir, tmp_path):
+def test_compare_reports_every_config_with_the_same_overrides(trained_run, tmp_path):
+  # Two finished runs of the tiny config (one per config name); compare
+  # resumes each, finds it finished and evaluates it, then tabulates both.
+  workdir, result = trained_run
+  for name in ("default", "psp"):
+    shutil.copytree(workdir, tmp_path / name)
+  with open(os.path.join(workdir, "config.json")) as f:
+    trained = json.load(f)
   tiny = [
-    f"--config.data.data_dir={data_dir}",
+    f"--config.data.data_dir={trained['data']['data_dir']}",
     "--config.data.variant=tiny",
-    "--config.num_train_steps=1",
-    "--config.eval_every_steps=1",
-    "--config.batch_size=4",
-    "--config.crop_size=32,32",
+    "--config.model.backbone_width=8",
+    "--config.model.head_channels=16",
+    "--config.model.aux_channels=8",
+    "--config.crop_size=64,64",
+    "--config.batch_size=8",
+    "--config.eval_batch_size=8",
+    "--config.num_train_steps=4",
     "--config.num_pictures=0",
   ]
   out = run_module(
     "jaxseg.compare",
     "--config=configs/default.py",
-    "--config=configs/unet.py",
+    "--config=configs/psp.py",
     f"--workdir={tmp_path}",
     *tiny,
   )
@@ -38,10 +51,10 @@ def test_compare_trains_every_config_with_the_same_overrides(data_dir, tmp_path)
   assert "Final validation results" in out.stdout
   with open(tmp_path / "comparison.json") as f:
     results = json.load(f)
-  assert set(results) == {"default", "unet"}
+  assert set(results) == {"default", "psp"}
   for name in results:
+    assert results[name]["miou"] == pytest.approx(result["miou"], abs=1e-6)
     with open(tmp_path / name / "config.json") as f:
       config = json.load(f)
-    assert (config["num_train_steps"], config["batch_size"]) == (1, 4)
-    assert config["crop_size"] == [32, 32]
+    assert config["model"]["backbone_width"] == 8 and config["num_pictures"] == 0
   assert os.path.exists(tmp_path / "comparison.png")

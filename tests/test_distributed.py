@@ -152,20 +152,37 @@ def test_one_run_carried_across_hosts_and_device_counts(data_dir, tmp_path):
 
 def test_initialize_joins_only_when_the_launch_names_several_processes(monkeypatch):
   calls = []
-  monkeypatch.setattr(distributed.jax.distributed, "initialize", lambda **kw: calls.append(kw))
+
+  def initialize(**kw):
+    calls.append(kw)
+    if not kw:  # What JAX says when nothing is given and it finds no cluster.
+      raise ValueError("coordinator_address should be defined.")
+
+  monkeypatch.setattr(distributed.jax.distributed, "initialize", initialize)
   monkeypatch.setattr(distributed.jax.config, "update", lambda *a: calls.append(a))
-  monkeypatch.setattr(distributed, "_cluster_detected", lambda: False)
   for variable in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
     monkeypatch.delenv(variable, raising=False)
-  assert not distributed.initialize() and not calls  # A laptop: nothing to join.
+  gloo = ("jax_cpu_collectives_implementation", "gloo")
+  previous = ("jax_cpu_collectives_implementation", distributed.jax.config.values[gloo[0]])
+  assert not distributed.initialize()  # A laptop: nothing to join, the setting put back.
+  assert calls == [gloo, {}, previous]
+  calls.clear()
   assert not distributed.initialize(num_processes=1) and not calls
   monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "127.0.0.1:1234")
   monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
   assert distributed.initialize(process_id=1)
   assert calls == [
-    ("jax_cpu_collectives_implementation", "gloo"),
+    gloo,
     {"coordinator_address": "127.0.0.1:1234", "num_processes": 2, "process_id": 1},
   ]
+  calls.clear()
+
+  def refuse(**kw):
+    raise ValueError("cannot reach the coordinator")
+
+  monkeypatch.setattr(distributed.jax.distributed, "initialize", refuse)
+  with pytest.raises(ValueError, match="cannot reach"):  # Explicit settings: errors come through.
+    distributed.initialize(process_id=1)
 
 
 def _wait_for(condition) -> None:
