@@ -1,7 +1,7 @@
 """Config files: `configs/<name>.py[:arg]` -> a locked ConfigDict, and run names.
 
-`python -m jaxseg.main` parses `--config` with ml_collections' flags; tools
-that take several configs, notebooks and tests load them with `load_config`.
+Command lines load them through `jaxseg.cli` (which applies `--config.KEY=VALUE`
+overrides); notebooks and tests call `load_config` directly.
 """
 
 import importlib.util

@@ -1,5 +1,9 @@
-"""Inference at full resolution: whole image, sliding window, multi-scale + flip.
+"""The one forward pass, and inference at full resolution: whole image,
+sliding window, multi-scale + flip.
 
+`forward_logits` (uint8 images in, float32 logits out, preprocessing
+included) is how a trained model runs everywhere: evaluation during training
+and its pictures, `jaxseg.evaluate`/`predict`, exports and the benchmark.
 Every mode maps one uint8 `[H, W, 3]` image to class probabilities at the
 image's own resolution. The model runs through `predict_fn`, a function of a
 uint8 batch `[N, h, w, 3]` returning float32 logits `[N, h, w, C]`

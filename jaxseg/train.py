@@ -1,4 +1,8 @@
-"""Training and evaluation: train_step, eval_step, train_and_evaluate."""
+"""Training and evaluation: train_step, eval_step, train_and_evaluate.
+
+The model, optimizer and state layout come from `state.build`; evaluation and
+its pictures run the one forward pass of `inference.forward_logits`.
+"""
 
 import functools
 import json
