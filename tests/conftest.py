@@ -1,8 +1,19 @@
 """Shared fixtures: a tiny embedded dataset built once per session, tiny configs."""
 
-import pytest
+import os
+import shutil
+import tempfile
 
-import jaxseg
+# Many tests, and the processes they start, compile the same tiny programs:
+# they share one compilation cache, new for each session so that nothing
+# carries over from an earlier version of the code.
+_XLA_CACHE = tempfile.mkdtemp(prefix="jaxseg-tests-xla-cache-")
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", _XLA_CACHE)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
+import pytest  # noqa: E402
+
+import jaxseg  # noqa: E402
 
 jaxseg.set_xla_flags()  # As the command lines do, before JAX's first computation.
 
@@ -25,3 +36,7 @@ def trained_run(data_dir, tmp_path_factory) -> tuple[str, dict]:
   """`(workdir, final metrics)` of a tiny run (4 steps, checkpoints at 2 and 4)."""
   workdir = str(tmp_path_factory.mktemp("trained") / "run")
   return workdir, train.train_and_evaluate(tiny_config(data_dir), workdir)
+
+
+def pytest_sessionfinish(session, exitstatus):
+  shutil.rmtree(_XLA_CACHE, ignore_errors=True)
