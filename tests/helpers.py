@@ -104,7 +104,8 @@ def torchvision_resnet_state(stage_sizes, bottleneck: bool, width: int, seed: in
 
 
 def save_safetensors(state: dict, path) -> str:
-  save_file(state, str(path))
+  # safetensors writes an array's buffer as it lies: transposed views first made C-ordered.
+  save_file({k: np.ascontiguousarray(v) for k, v in state.items()}, str(path))
   return str(path)
 
 
