@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from jaxseg import pretrained, train
-from jaxseg.models import resnet, vgg
+from jaxseg.models import backbones, resnet, vgg
 from tests.helpers import (
   one_step_at_learning_rate_zero,
   save_safetensors,
@@ -276,7 +276,25 @@ def _max_difference(module, weights: str, expected: dict) -> float:
 def test_resnet_endpoints_equal_torchvision(tmp_path, arch, output_stride):
   weights, expected = _torch_reference(tmp_path, f"torchvision:{arch}", output_stride)
   assert pretrained.load(weights)[1] == arch  # A .pth, read with torch.load(weights_only=True).
-  worst = _max_difference(resnet.BACKBONES[arch](output_stride=output_stride), weights, expected)
+  module = backbones.BACKBONES[arch].module(output_stride=output_stride)
+  worst = _max_difference(module, weights, expected)
+  print(f"\n{arch} output stride {output_stride}: max relative difference {worst:.2e}")
+  assert worst <= 1e-4
+
+
+@needs_torch
+@pytest.mark.parametrize(
+  "arch,output_stride",
+  [("mobilenet_v2", 32), ("mobilenet_v3_large", 32), ("mobilenet_v3_large", 16)],
+)
+def test_mobilenet_endpoints_equal_torchvision(tmp_path, arch, output_stride):
+  # Every layer of torchvision's `features`: hard-swish, squeeze-excitation,
+  # BatchNorm epsilon and (at 16) the dilated last stage as torchvision's.
+  weights, expected = _torch_reference(tmp_path, f"torchvision:{arch}", output_stride)
+  _, found, unused = pretrained.load(weights)
+  assert found == arch and unused and all(k.startswith("classifier.") for k in unused)
+  module = backbones.BACKBONES[arch].module(output_stride=output_stride)
+  worst = _max_difference(module, weights, expected)
   print(f"\n{arch} output stride {output_stride}: max relative difference {worst:.2e}")
   assert worst <= 1e-4
 

@@ -86,6 +86,20 @@ def torchvision_vgg(arch: str, image: torch.Tensor):
   return model, expected
 
 
+def torchvision_mobilenet(arch: str, output_stride: int, image: torch.Tensor):
+  """torchvision's MobileNet; output stride 16 is its segmentation models'
+  `dilated=True` (MobileNetV3 only). Every `features[i]` output is an endpoint."""
+  import torchvision
+
+  kwargs = {"dilated": True} if output_stride == 16 else {}
+  model = randomise_batch_norm(getattr(torchvision.models, arch)(**kwargs))
+  expected, x = {}, image
+  for i, layer in enumerate(model.features):
+    x = layer(x)
+    expected[f"features{i}"] = nhwc(x)
+  return model, expected
+
+
 def timm_model(arch: str, image: torch.Tensor):
   import timm
 
@@ -109,6 +123,8 @@ def main() -> None:
       model, expected = timm_model(arch, torch.from_numpy(image))
     elif arch.startswith("vgg"):
       model, expected = torchvision_vgg(arch, torch.from_numpy(image))
+    elif arch.startswith("mobilenet"):
+      model, expected = torchvision_mobilenet(arch, args.output_stride, torch.from_numpy(image))
     else:
       model, expected = torchvision_resnet(arch, args.output_stride, torch.from_numpy(image))
   os.makedirs(args.out, exist_ok=True)

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from flax import linen as nn
 
-from jaxseg.models import resnet, vgg
+from jaxseg.models import mobilenet, resnet, vgg
 
 
 class WeightFormat(NamedTuple):
@@ -44,6 +44,9 @@ class WeightFormat(NamedTuple):
 
 RESNET_WEIGHTS = WeightFormat(
   resnet.detect_weights, resnet.import_tensor, resnet.IMAGENET_CLASSIFIER
+)
+MOBILENET_WEIGHTS = WeightFormat(
+  mobilenet.detect_weights, mobilenet.import_tensor, mobilenet.IMAGENET_CLASSIFIER
 )
 VGG_WEIGHTS = WeightFormat(vgg.detect_weights, vgg.import_tensor, vgg.IMAGENET_CLASSIFIER)
 
@@ -78,6 +81,12 @@ BACKBONES: dict[str, Backbone] = {
   "resnet34": Backbone(resnet.ResNet34, resnet.ENDPOINTS, (8, 16, 32), RESNET_WEIGHTS),
   "resnet50": Backbone(resnet.ResNet50, resnet.ENDPOINTS, (8, 16, 32), RESNET_WEIGHTS),
   "resnet101": Backbone(resnet.ResNet101, resnet.ENDPOINTS, (8, 16, 32), RESNET_WEIGHTS),
+  "mobilenet_v2": Backbone(
+    mobilenet.MobileNetV2, mobilenet.V2_ENDPOINTS, (8, 16, 32), MOBILENET_WEIGHTS
+  ),
+  "mobilenet_v3_large": Backbone(
+    mobilenet.MobileNetV3Large, mobilenet.V3_LARGE_ENDPOINTS, (16, 32), MOBILENET_WEIGHTS
+  ),
   "vgg16": Backbone(vgg.VGG16, vgg.ENDPOINTS, (32,), VGG_WEIGHTS),
   "vgg16_bn": Backbone(vgg.VGG16BN, vgg.ENDPOINTS, (32,), VGG_WEIGHTS),
 }

@@ -9,12 +9,16 @@ import pytest
 from configs import default
 from jaxseg.models import backbones, create_model
 
-SLIM = {"resnet": {"width": 8}, "vgg": {"width": 4, "fc_features": 8, "pool_indices": True}}
+SLIM = {
+  "resnet": {"width": 8},
+  "vgg": {"width": 4, "fc_features": 8, "pool_indices": True},
+  "mobilenet": {},
+}
 
 
 @pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
 def test_every_backbone_returns_its_declared_endpoints_at_their_strides(name):
-  family = "vgg" if name.startswith("vgg") else "resnet"
+  family = next(f for f in SLIM if name.startswith(f))
   module = backbones.create(name, output_stride=32, **SLIM[family])
   x = jnp.zeros((1, 64, 64, 3))
   variables = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False))
