@@ -119,21 +119,27 @@ def torch_to_jaxseg(tensors: Flat, arch: str) -> tuple[Flat, list[str]]:
       unused.append(key)
       continue
     module, leaf = key.rsplit(".", 1)
-    path = module.replace(".", "/")
     special = weights.import_tensor(module, leaf, value)
-    if special is not None:
-      flat[special[0]] = special[1]
-    elif leaf == "weight" and value.ndim == 4:
-      flat[f"params/{path}/kernel"] = value.transpose(2, 3, 1, 0)
-    elif leaf == "weight":  # A 1-D weight is BatchNorm's scale.
-      flat[f"params/{path}/scale"] = value
-    elif leaf == "bias":
-      flat[f"params/{path}/bias"] = value
-    elif leaf in _RUNNING_STATS:
-      flat[f"batch_stats/{path}/{_RUNNING_STATS[leaf]}"] = value
-    else:
-      raise ValueError(f"tensor {key!r} is neither a convolution, a BatchNorm nor a classifier")
+    path, converted = special if special is not None else torch_layout_to_jaxseg(key, value)
+    flat[path] = converted
   return flat, sorted(unused)
+
+
+def torch_layout_to_jaxseg(key: str, value: np.ndarray) -> tuple[str, np.ndarray]:
+  """One convolution or BatchNorm tensor of a torch state dict -> its jaxseg
+  path ("params/…" or "batch_stats/…", dots to slashes) and value (OIHW
+  kernels to HWIO)."""
+  module, leaf = key.rsplit(".", 1)
+  path = module.replace(".", "/")
+  if leaf == "weight" and value.ndim == 4:
+    return f"params/{path}/kernel", value.transpose(2, 3, 1, 0)
+  if leaf == "weight":  # A 1-D weight is BatchNorm's scale.
+    return f"params/{path}/scale", value
+  if leaf == "bias":
+    return f"params/{path}/bias", value
+  if leaf in _RUNNING_STATS:
+    return f"batch_stats/{path}/{_RUNNING_STATS[leaf]}", value
+  raise ValueError(f"tensor {key!r} is neither a convolution, a BatchNorm nor a classifier")
 
 
 def load(path: str) -> tuple[Flat, str, list[str]]:

@@ -1,6 +1,7 @@
 """Helpers shared by tests: tiny configs, the losses a run logged, weight files,
 dataset directories in the real on-disk formats, parameter counting."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from PIL import Image
 from safetensors.numpy import save_file
 from scipy import io as scipy_io
@@ -233,3 +235,30 @@ def write_folder(root, rng, meta, masks, rgb=False, sizes=SIZES):
       Image.fromarray(mask).save(root / "masks" / f"im{i}.png")
     else:
       Image.fromarray(mask.astype(np.uint8)).save(root / "masks" / f"im{i}.png")
+
+
+needs_torch = pytest.mark.skipif(
+  importlib.util.find_spec("torchvision") is None or importlib.util.find_spec("timm") is None,
+  reason="parity needs torch, torchvision and timm: pip install -r requirements-convert.txt",
+)
+
+
+def torch_reference(tmp_path, model: str, output_stride: int = 32, size: int = 96):
+  """Runs tests/torch_parity.py (in its own process: torchvision crashes in
+  one that has loaded TensorFlow); returns the weights file and the expected
+  endpoints."""
+  done = subprocess.run(
+    [
+      sys.executable,
+      os.path.join(ROOT, "tests", "torch_parity.py"),
+      f"--model={model}",
+      f"--output_stride={output_stride}",
+      f"--size={size}",
+      f"--out={tmp_path}",
+    ],
+    capture_output=True,
+    text=True,
+  )
+  assert done.returncode == 0, done.stderr
+  weights = [f for f in os.listdir(tmp_path) if f.startswith("weights.")]
+  return str(tmp_path / weights[0]), dict(np.load(tmp_path / "expected.npz"))

@@ -38,6 +38,7 @@ CONFIG_ARGS = {
   "fcn8s.py": PAPER_ARGS,
   "segnet.py": PAPER_ARGS,
   "unet.py": PAPER_ARGS,
+  "lraspp.py": ["", "mobilenet_v3_large", *DATASET_ARGS],
 }
 
 

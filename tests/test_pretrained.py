@@ -5,9 +5,7 @@ they skip when torch is not installed (`pip install -r requirements-convert.txt`
 The others write state dicts in torchvision's names and OIHW layout with numpy.
 """
 
-import importlib.util
 import os
-import subprocess
 import sys
 
 import jax
@@ -19,10 +17,12 @@ import pytest
 from jaxseg import pretrained, train
 from jaxseg.models import backbones, resnet, vgg
 from tests.helpers import (
+  needs_torch,
   one_step_at_learning_rate_zero,
   save_safetensors,
   saved_params,
   tiny_config,
+  torch_reference,
   torchvision_resnet_state,
 )
 
@@ -234,32 +234,6 @@ def test_training_starts_from_the_backbone_file(data_dir, tmp_path, capsys):
 
 # --- Parity with torchvision's and timm's own forward passes (torch needed). ---
 
-needs_torch = pytest.mark.skipif(
-  importlib.util.find_spec("torchvision") is None or importlib.util.find_spec("timm") is None,
-  reason="parity needs torch, torchvision and timm: pip install -r requirements-convert.txt",
-)
-
-
-def _torch_reference(tmp_path, model: str, output_stride: int = 32, size: int = 96):
-  """Runs tests/torch_parity.py (in its own process: torchvision crashes in
-  one that has loaded TensorFlow); returns the weights file and the expected
-  endpoints."""
-  done = subprocess.run(
-    [
-      sys.executable,
-      os.path.join(REPO, "tests", "torch_parity.py"),
-      f"--model={model}",
-      f"--output_stride={output_stride}",
-      f"--size={size}",
-      f"--out={tmp_path}",
-    ],
-    capture_output=True,
-    text=True,
-  )
-  assert done.returncode == 0, done.stderr
-  weights = [f for f in os.listdir(tmp_path) if f.startswith("weights.")]
-  return str(tmp_path / weights[0]), dict(np.load(tmp_path / "expected.npz"))
-
 
 def _max_difference(module, weights: str, expected: dict) -> float:
   flat, _, _ = pretrained.load(weights)
@@ -274,7 +248,7 @@ def _max_difference(module, weights: str, expected: dict) -> float:
 @pytest.mark.parametrize("arch", ["resnet18", "resnet34", "resnet50", "resnet101"])
 @pytest.mark.parametrize("output_stride", [32, 8])
 def test_resnet_endpoints_equal_torchvision(tmp_path, arch, output_stride):
-  weights, expected = _torch_reference(tmp_path, f"torchvision:{arch}", output_stride)
+  weights, expected = torch_reference(tmp_path, f"torchvision:{arch}", output_stride)
   assert pretrained.load(weights)[1] == arch  # A .pth, read with torch.load(weights_only=True).
   module = backbones.BACKBONES[arch].module(output_stride=output_stride)
   worst = _max_difference(module, weights, expected)
@@ -290,7 +264,7 @@ def test_resnet_endpoints_equal_torchvision(tmp_path, arch, output_stride):
 def test_mobilenet_endpoints_equal_torchvision(tmp_path, arch, output_stride):
   # Every layer of torchvision's `features`: hard-swish, squeeze-excitation,
   # BatchNorm epsilon and (at 16) the dilated last stage as torchvision's.
-  weights, expected = _torch_reference(tmp_path, f"torchvision:{arch}", output_stride)
+  weights, expected = torch_reference(tmp_path, f"torchvision:{arch}", output_stride)
   _, found, unused = pretrained.load(weights)
   assert found == arch and unused and all(k.startswith("classifier.") for k in unused)
   module = backbones.BACKBONES[arch].module(output_stride=output_stride)
@@ -302,7 +276,7 @@ def test_mobilenet_endpoints_equal_torchvision(tmp_path, arch, output_stride):
 @needs_torch
 @pytest.mark.parametrize("arch", ["vgg16", "vgg16_bn"])
 def test_vgg_endpoints_equal_torchvision(tmp_path, arch):
-  weights, expected = _torch_reference(tmp_path, f"torchvision:{arch}", size=224)
+  weights, expected = torch_reference(tmp_path, f"torchvision:{arch}", size=224)
   _, found, unused = pretrained.load(weights)
   assert found == arch and unused == ["classifier.6.bias", "classifier.6.weight"]
   module = vgg.VGG(batch_norm=arch == "vgg16_bn", fc_features=4096)
@@ -314,12 +288,12 @@ def test_vgg_endpoints_equal_torchvision(tmp_path, arch):
 @needs_torch
 def test_timm_files_load_the_same_way(tmp_path):
   # timm's VGG keeps fc6/fc7 as convolutions (`pre_logits`); saved as .safetensors.
-  weights, expected = _torch_reference(tmp_path / "vgg", "timm:vgg16", size=224)
+  weights, expected = torch_reference(tmp_path / "vgg", "timm:vgg16", size=224)
   _, arch, unused = pretrained.load(weights)
   assert arch == "vgg16" and unused == ["head.fc.bias", "head.fc.weight"]
   assert _max_difference(vgg.VGG(fc_features=4096), weights, expected) <= 1e-4
   # timm's ResNet names its tensors as torchvision does.
-  weights, expected = _torch_reference(tmp_path / "resnet", "timm:resnet50")
+  weights, expected = torch_reference(tmp_path / "resnet", "timm:resnet50")
   assert pretrained.load(weights)[1] == "resnet50"
   expected["last"] = expected.pop("stride32")
   assert _max_difference(resnet.ResNet50(), weights, expected) <= 1e-4

@@ -100,6 +100,16 @@ def torchvision_mobilenet(arch: str, output_stride: int, image: torch.Tensor):
   return model, expected
 
 
+def torchvision_segmentation(arch: str, image: torch.Tensor):
+  """A whole torchvision segmentation network (21 classes, no aux head), its
+  logits at the input's size."""
+  import torchvision
+
+  make = getattr(torchvision.models.segmentation, arch)
+  model = randomise_batch_norm(make(weights=None, weights_backbone=None, num_classes=21))
+  return model.eval(), {"logits": nhwc(model(image)["out"])}
+
+
 def timm_model(arch: str, image: torch.Tensor):
   import timm
 
@@ -111,7 +121,9 @@ def timm_model(arch: str, image: torch.Tensor):
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--model", required=True, help="torchvision:ARCH or timm:ARCH")
+  parser.add_argument(
+    "--model", required=True, help="torchvision:ARCH, segmentation:ARCH or timm:ARCH"
+  )
   parser.add_argument("--output_stride", type=int, default=32)
   parser.add_argument("--size", type=int, default=96)
   parser.add_argument("--out", required=True)
@@ -121,6 +133,8 @@ def main() -> None:
   with torch.no_grad():
     if source == "timm":
       model, expected = timm_model(arch, torch.from_numpy(image))
+    elif source == "segmentation":
+      model, expected = torchvision_segmentation(arch, torch.from_numpy(image))
     elif arch.startswith("vgg"):
       model, expected = torchvision_vgg(arch, torch.from_numpy(image))
     elif arch.startswith("mobilenet"):

@@ -16,6 +16,7 @@ parameter names stay the network's own (`classifier`, `aux_head`,
 `low_level`, `decoder0` ...) and checkpoints do not depend on this module.
 """
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -104,6 +105,48 @@ class ASPP(nn.Module):
     branches.append(jnp.broadcast_to(pooled, (*x.shape[:3], self.features)))
     x = branch(1, 1, "project")(layers.concat_channels(branches), train=train)
     return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+
+
+class LRASPPHead(nn.Module):
+  """Lite R-ASPP (Howard et al. 2019, "Searching for MobileNetV3"), as
+  torchvision's `LRASPPHead`: the high-level map through a 1×1 conv-BN-ReLU
+  (`cbr`), gated by a sigmoid of its global mean's 1×1 projection (`scale`),
+  upsampled to the low-level map, classified, and added to a 1×1 classifier
+  of the low-level map. Parameter names follow torchvision's.
+
+  Attributes:
+    num_classes: output channels.
+    features: channels of the high-level branch (128).
+    dtype: computation dtype.
+
+  Returns logits at the low-level map's size, in `dtype`.
+  """
+
+  num_classes: int
+  features: int = 128
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, low: jax.Array, high: jax.Array, *, train: bool) -> jax.Array:
+    x = layers.ConvNormActivation(self.features, activation="relu", dtype=self.dtype, name="cbr")(
+      high, train=train
+    )
+    x = x * _LRASPPScale(self.features, self.dtype, name="scale")(high)
+    x = layers.resize_bilinear(x, low.shape[1:3]).astype(self.dtype)
+    conv = functools.partial(layers.Conv, self.num_classes, 1, use_bias=True, dtype=self.dtype)
+    return conv(name="low_classifier")(low) + conv(name="high_classifier")(x)
+
+
+class _LRASPPScale(nn.Module):
+  """torchvision's `scale`: global mean (`0`), 1×1 conv `1`, sigmoid."""
+
+  features: int
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    s = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(self.dtype)
+    return nn.sigmoid(layers.Conv(self.features, 1, dtype=self.dtype, name="1")(s))
 
 
 def deeplabv3plus_decoder(

@@ -315,6 +315,62 @@ class ConvNormAct(nn.Module):
     return nn.relu(x) if self.act else x
 
 
+ACTIVATIONS = {
+  "relu": nn.relu,
+  "relu6": nn.relu6,
+  "hardswish": nn.hard_swish,
+  "none": lambda x: x,
+}
+
+
+class ConvNormActivation(nn.Module):
+  """`ConvNormAct` with torchvision's `Conv2dNormActivation` names (conv `0`,
+  BatchNorm `1`), activations and BatchNorm settings, for the layers whose
+  torchvision weights import one to one (MobileNets, LR-ASPP).
+
+  Attributes:
+    features: output channels.
+    kernel_size: square kernel size.
+    strides: stride.
+    dilation: atrous rate.
+    groups: feature groups (the input channels: depthwise).
+    activation: "relu", "relu6", "hardswish" or "none".
+    bn_epsilon: BatchNorm's epsilon (MobileNetV3: 0.001).
+    bn_momentum: decay of the running statistics (MobileNetV3: 0.99).
+    dtype: computation dtype.
+  """
+
+  features: int
+  kernel_size: int = 1
+  strides: int = 1
+  dilation: int = 1
+  groups: int = 1
+  activation: str = "relu6"
+  bn_epsilon: float = 1e-5
+  bn_momentum: float = 0.9
+  dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    x = Conv(
+      self.features,
+      self.kernel_size,
+      self.strides,
+      self.dilation,
+      groups=self.groups,
+      dtype=self.dtype,
+      name="0",
+    )(x)
+    x = BatchNorm(
+      use_running_average=not train,
+      momentum=self.bn_momentum,
+      epsilon=self.bn_epsilon,
+      dtype=self.dtype,
+      name="1",
+    )(x)
+    return ACTIVATIONS[self.activation](x)
+
+
 class SeparableConvNormAct(nn.Module):
   """Depthwise 3×3 conv-BN-ReLU then pointwise 1×1 conv-BN-ReLU (DeepLabV3+).
 

@@ -23,66 +23,12 @@ from flax import linen as nn
 
 from jaxseg.models import layers
 
-_ACTIVATIONS = {
-  "relu": nn.relu,
-  "relu6": nn.relu6,
-  "hardswish": nn.hard_swish,
-  "none": lambda x: x,
-}
-
 
 def make_divisible(value: float, divisor: int = 8) -> int:
   """torchvision's `_make_divisible`: nearest multiple of `divisor`, never
   more than 10% below `value`."""
   rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
   return rounded + divisor if rounded < 0.9 * value else rounded
-
-
-class ConvBNAct(nn.Module):
-  """torchvision's `Conv2dNormActivation`: conv `0` (no bias), BatchNorm `1`,
-  then the activation.
-
-  Attributes:
-    features: output channels.
-    kernel_size: square kernel size.
-    strides: stride.
-    dilation: atrous rate.
-    groups: feature groups (the input channels: depthwise).
-    activation: "relu", "relu6", "hardswish" or "none".
-    bn_epsilon: BatchNorm's epsilon (MobileNetV3: 0.001).
-    bn_momentum: decay of the running statistics (MobileNetV3: 0.99).
-    dtype: computation dtype.
-  """
-
-  features: int
-  kernel_size: int = 1
-  strides: int = 1
-  dilation: int = 1
-  groups: int = 1
-  activation: str = "relu6"
-  bn_epsilon: float = 1e-5
-  bn_momentum: float = 0.9
-  dtype: layers.Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = layers.Conv(
-      self.features,
-      self.kernel_size,
-      self.strides,
-      self.dilation,
-      groups=self.groups,
-      dtype=self.dtype,
-      name="0",
-    )(x)
-    x = layers.BatchNorm(
-      use_running_average=not train,
-      momentum=self.bn_momentum,
-      epsilon=self.bn_epsilon,
-      dtype=self.dtype,
-      name="1",
-    )(x)
-    return _ACTIVATIONS[self.activation](x)
 
 
 class InvertedResidualV2Layers(nn.Module):
@@ -100,9 +46,9 @@ class InvertedResidualV2Layers(nn.Module):
     hidden = round(x.shape[-1] * self.expand_ratio)
     index = 0
     if self.expand_ratio != 1:
-      x = ConvBNAct(hidden, dtype=self.dtype, name="0")(x, train=train)
+      x = layers.ConvNormActivation(hidden, dtype=self.dtype, name="0")(x, train=train)
       index = 1
-    x = ConvBNAct(
+    x = layers.ConvNormActivation(
       hidden, 3, self.strides, self.dilation, groups=hidden, dtype=self.dtype, name=str(index)
     )(x, train=train)
     x = layers.Conv(self.features, 1, dtype=self.dtype, name=str(index + 1))(x)
@@ -156,7 +102,9 @@ class InvertedResidualV3Layers(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    unit = functools.partial(ConvBNAct, bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype)
+    unit = functools.partial(
+      layers.ConvNormActivation, bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype
+    )
     index = 0
     if self.expanded != x.shape[-1]:
       x = unit(self.expanded, activation=self.activation, name="0")(x, train=train)
@@ -250,7 +198,7 @@ class MobileNetV2Features(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
     if self.output_stride not in (8, 16, 32):
       raise ValueError(f"MobileNetV2 runs at output stride 8, 16 or 32, not {self.output_stride}")
-    x = ConvBNAct(32, 3, 2, dtype=self.dtype, name="0")(x, train=train)
+    x = layers.ConvNormActivation(32, 3, 2, dtype=self.dtype, name="0")(x, train=train)
     endpoints, stride, nominal, dilation, index = {}, 2, 2, 1, 0
     _record(endpoints, index, x, nominal)
     for expand_ratio, features, blocks, first_stride in V2_STAGES:
@@ -267,7 +215,7 @@ class MobileNetV2Features(nn.Module):
         )(x, train=train)
         _record(endpoints, index, x, nominal)
     index += 1
-    x = ConvBNAct(1280, dtype=self.dtype, name=str(index))(x, train=train)
+    x = layers.ConvNormActivation(1280, dtype=self.dtype, name=str(index))(x, train=train)
     _record(endpoints, index, x, nominal)
     return x, endpoints
 
@@ -284,7 +232,9 @@ class MobileNetV3LargeFeatures(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
     if self.output_stride not in (16, 32):
       raise ValueError(f"MobileNetV3 runs at output stride 16 or 32, not {self.output_stride}")
-    unit = functools.partial(ConvBNAct, bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype)
+    unit = functools.partial(
+      layers.ConvNormActivation, bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype
+    )
     x = unit(16, 3, 2, activation="hardswish", name="0")(x, train=train)
     endpoints, nominal = {}, 2
     _record(endpoints, 0, x, nominal)

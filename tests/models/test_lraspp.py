@@ -1,0 +1,79 @@
+"""LR-ASPP on MobileNetV3-Large: torchvision's parameter count and names, a
+clear error for a backbone without its taps, and (torch installed) logits
+equal to torchvision's `lraspp_mobilenet_v3_large` on the same weights."""
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs import default
+from jaxseg import pretrained
+from jaxseg.models import create_model
+from tests.helpers import needs_torch, torch_reference, tree_size
+
+
+def _model(**model):
+  config = default.get_config()
+  config.model = ml_collections.ConfigDict({"name": "lraspp", **model})
+  return create_model(config, 21)
+
+
+def _variables(model, shape=(1, 64, 96, 3)):
+  return jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape), train=False))
+
+
+def test_parameters_equal_torchvisions_lraspp_mobilenet_v3_large():
+  model = _model()
+  variables = _variables(model)
+  assert tree_size(variables["params"]) == 3_221_538  # torchvision, 21 classes.
+  head = pretrained.flatten_dict(variables["params"]["classifier"])
+  assert {k: v.shape for k, v in head.items()} == {
+    "cbr/0/kernel": (1, 1, 960, 128),
+    "cbr/1/scale": (128,),
+    "cbr/1/bias": (128,),
+    "scale/1/kernel": (1, 1, 960, 128),
+    "low_classifier/kernel": (1, 1, 40, 21),
+    "low_classifier/bias": (21,),
+    "high_classifier/kernel": (1, 1, 128, 21),
+    "high_classifier/bias": (21,),
+  }
+  x = jax.ShapeDtypeStruct((2, 65, 97, 3), jnp.float32)
+  out = jax.eval_shape(lambda v, x: model.apply(v, x, train=False), variables, x)
+  assert out["logits"].shape == (2, 65, 97, 21) and out["logits"].dtype == jnp.float32
+
+
+def test_a_backbone_without_the_low_level_tap_is_named():
+  with pytest.raises(ValueError, match="backbone='resnet18' has no endpoint 'features4'"):
+    _model(backbone="resnet18", output_stride=16)
+
+
+def test_trains_a_step_on_its_own_batch_statistics():
+  model = _model()
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 64, 64, 3)), jnp.float32)
+  variables = model.init(jax.random.key(0), x, train=False)
+  out, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  assert np.isfinite(np.asarray(out["logits"])).all()
+  before, after = variables["batch_stats"], updates["batch_stats"]
+  moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before, after)
+  assert all(jax.tree.leaves(moved))
+
+
+@needs_torch
+def test_logits_equal_torchvisions_on_its_weights(tmp_path):
+  weights, expected = torch_reference(tmp_path, "segmentation:lraspp_mobilenet_v3_large", size=97)
+  tensors, _ = pretrained.read_state_dict(weights)
+  flat = {}
+  for key, value in tensors.items():
+    if not key.endswith("num_batches_tracked"):
+      # torchvision's backbone is `features` itself (IntermediateLayerGetter).
+      ours = key.replace("backbone.", "backbone.features.", 1)
+      path, converted = pretrained.torch_layout_to_jaxseg(ours, value)
+      flat[path] = converted
+  model = _model()
+  pretrained.check_fits(flat, pretrained.flatten_dict(_variables(model)), weights)
+  logits = model.apply(pretrained.unflatten_dict(flat), expected["image"], train=False)["logits"]
+  difference = np.max(np.abs(logits - expected["logits"])) / np.max(np.abs(expected["logits"]))
+  print(f"\nLR-ASPP logits: max relative difference {difference:.2e}")
+  assert difference <= 1e-4
