@@ -52,8 +52,11 @@ def test_a_backbone_without_the_low_level_tap_is_named():
 def test_trains_a_step_on_its_own_batch_statistics():
   model = _model()
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 64, 64, 3)), jnp.float32)
-  variables = model.init(jax.random.key(0), x, train=False)
-  out, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+  # Jitted: op by op, the full MobileNetV3 takes longer than one compilation.
+  variables = jax.jit(lambda x: model.init(jax.random.key(0), x, train=False))(x)
+  out, updates = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"]))(
+    variables, x
+  )
   assert np.isfinite(np.asarray(out["logits"])).all()
   before, after = variables["batch_stats"], updates["batch_stats"]
   moved = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before, after)
