@@ -119,7 +119,7 @@ def torch_to_jaxseg(tensors: Flat, arch: str) -> tuple[Flat, list[str]]:
       unused.append(key)
       continue
     module, leaf = key.rsplit(".", 1)
-    special = weights.import_tensor(module, leaf, value)
+    special = weights.import_tensor(module, leaf, value) if weights.import_tensor else None
     path, converted = special if special is not None else torch_layout_to_jaxseg(key, value)
     flat[path] = converted
   return flat, sorted(unused)

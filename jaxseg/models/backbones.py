@@ -9,7 +9,8 @@ endpoints they read; `check` fails, naming the backbone and the endpoint,
 before anything is traced.
 
 Adding a backbone: a module file with the trunk (and, for ImageNet weights,
-`detect_weights`, `import_tensor` and `IMAGENET_CLASSIFIER`; see `resnet.py`),
+`detect_weights` and `IMAGENET_CLASSIFIER`, and `import_tensor` for tensors
+the generic renaming does not cover; see `resnet.py`, `vgg.py`),
 and one line per variant in `BACKBONES`.
 """
 
@@ -30,25 +31,21 @@ class WeightFormat(NamedTuple):
   Attributes:
     detect: state-dict names -> the registered name they describe, or None
       when they are not this family's (raises for a near miss, saying why).
-    import_tensor: `(module, leaf, array)` -> `(jaxseg path, array)` for the
-      tensors that need more than the generic renaming (dots to slashes, OIHW
-      to HWIO, BatchNorm's names), else None.
     imagenet_classifier: names of the ImageNet classifier, which a
       segmentation trunk has no place for.
+    import_tensor: `(module, leaf, array)` -> `(jaxseg path, array)` for the
+      tensors that need more than the generic renaming (dots to slashes, OIHW
+      to HWIO, BatchNorm's names), else None; None when no tensor does.
   """
 
   detect: Callable[[set[str]], str | None]
-  import_tensor: Callable
   imagenet_classifier: re.Pattern
+  import_tensor: Callable | None = None
 
 
-RESNET_WEIGHTS = WeightFormat(
-  resnet.detect_weights, resnet.import_tensor, resnet.IMAGENET_CLASSIFIER
-)
-MOBILENET_WEIGHTS = WeightFormat(
-  mobilenet.detect_weights, mobilenet.import_tensor, mobilenet.IMAGENET_CLASSIFIER
-)
-VGG_WEIGHTS = WeightFormat(vgg.detect_weights, vgg.import_tensor, vgg.IMAGENET_CLASSIFIER)
+RESNET_WEIGHTS = WeightFormat(resnet.detect_weights, resnet.IMAGENET_CLASSIFIER)
+MOBILENET_WEIGHTS = WeightFormat(mobilenet.detect_weights, mobilenet.IMAGENET_CLASSIFIER)
+VGG_WEIGHTS = WeightFormat(vgg.detect_weights, vgg.IMAGENET_CLASSIFIER, vgg.import_tensor)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -302,8 +302,3 @@ def detect_weights(keys: set[str]) -> str | None:
       )
     return "mobilenet_v3_large"
   return None
-
-
-def import_tensor(module: str, leaf: str, value):
-  """No MobileNet tensor needs more than the generic renaming."""
-  del module, leaf, value

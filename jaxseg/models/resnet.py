@@ -217,8 +217,3 @@ def detect_weights(keys: set[str]) -> str | None:
       f"a {kind} ResNet with {blocks} blocks in layer3 is none of {sorted(_BY_STRUCTURE.values())}"
     )
   return arch
-
-
-def import_tensor(module: str, leaf: str, value):
-  """No ResNet tensor needs more than the generic renaming."""
-  del module, leaf, value
