@@ -10,6 +10,9 @@ only read padding. The paper's network is one argument away:
     python -m jaxseg.main --config=configs/deeplabv3.py:resnet50   # or :resnet101
 
 (ResNet-50/101 at output stride 16, multi-grid (1, 2, 4), rates (6, 12, 18)).
+The real-time network is torchvision's `deeplabv3_mobilenet_v3_large`:
+
+    python -m jaxseg.main --config=configs/deeplabv3.py:mobilenet_v3_large,cityscapes
 """
 
 from configs import _deeplab_common

@@ -10,6 +10,9 @@ only read padding. The paper's network is one argument away:
     python -m jaxseg.main --config=configs/deeplabv3plus.py:resnet50   # or :resnet101
 
 (ResNet-50/101 at output stride 16, multi-grid (1, 2, 4), rates (6, 12, 18)).
+The mobile network, MobileNetV2 at output stride 16 with a separable decoder:
+
+    python -m jaxseg.main --config=configs/deeplabv3plus.py:mobilenet_v2,cityscapes
 """
 
 from configs import _deeplab_common

@@ -31,8 +31,8 @@ PAPER_ARGS = ["", "paper", *DATASET_ARGS, "paper,folder"]
 CONFIG_ARGS = {
   "default.py": [""],
   "psp.py": RESNET_ARGS,
-  "deeplabv3.py": RESNET_ARGS,
-  "deeplabv3plus.py": RESNET_ARGS,
+  "deeplabv3.py": [*RESNET_ARGS, "mobilenet_v3_large", "mobilenet_v3_large,cityscapes"],
+  "deeplabv3plus.py": [*RESNET_ARGS, "mobilenet_v2", "mobilenet_v2,cityscapes"],
   "fcn32s.py": PAPER_ARGS,
   "fcn16s.py": PAPER_ARGS,
   "fcn8s.py": PAPER_ARGS,

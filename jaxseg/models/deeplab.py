@@ -40,12 +40,16 @@ class DeepLabV3(nn.Module):
       should shrink with the feature map: on small crops, rates past the
       map's size only see padding.
     aspp_features: channels of ASPP (256).
+    head_features: channels of a 3×3 conv-BN-ReLU after ASPP (`head`);
+      0 for none (the paper). torchvision's DeepLabHead has one of 256.
     decoder: add the DeepLabV3+ decoder.
     low_level_features: channels the stride-4 features are reduced to (48).
     decoder_features: channels of the decoder's 3×3 convolutions (256).
     separable: depthwise-separable decoder convolutions.
-    aux_channels: channels of an auxiliary FCN head on stage 3; 0 for none
-      (the paper has none).
+    aux_channels: channels of an auxiliary FCN head on `aux_endpoint`; 0
+      for none (the paper has none).
+    aux_endpoint: the backbone endpoint the auxiliary head reads (ResNet's
+      stage 3; torchvision reads MobileNetV3's `features4`).
     dropout_rate: dropout after ASPP and in the auxiliary head.
     dtype: computation dtype; logits are float32.
     remat: recompute the backbone's activations in the backward pass (memory for
@@ -62,18 +66,20 @@ class DeepLabV3(nn.Module):
   multi_grid: Sequence[int] | None = (1, 2, 4)
   rates: Sequence[int] | None = None
   aspp_features: int = 256
+  head_features: int = 0
   decoder: bool = False
   low_level_features: int = 48
   decoder_features: int = 256
   separable: bool = False
   aux_channels: int = 0
+  aux_endpoint: str = "stride16"
   dropout_rate: float = 0.1
   dtype: layers.Dtype = jnp.float32
   remat: bool = False
 
   def endpoints_read(self) -> tuple[str, ...]:
     """The backbone endpoints this network reads besides its last map."""
-    return ("stride4",) * self.decoder + ("stride16",) * bool(self.aux_channels)
+    return ("stride4",) * self.decoder + (self.aux_endpoint,) * bool(self.aux_channels)
 
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
@@ -92,6 +98,8 @@ class DeepLabV3(nn.Module):
     x = heads.ASPP(rates, self.aspp_features, self.dropout_rate, self.dtype, name="aspp")(
       x, train=train
     )
+    if self.head_features:
+      x = layers.ConvNormAct(self.head_features, 3, dtype=self.dtype, name="head")(x, train=train)
     if self.decoder:
       x = heads.deeplabv3plus_decoder(
         x,
@@ -103,7 +111,7 @@ class DeepLabV3(nn.Module):
         train=train,
       )
     outputs = {"logits": heads.logits_at(x, size, self.num_classes, self.dtype)}
-    aux = heads.auxiliary_logits(self, endpoints.get("stride16"), size, train=train)
+    aux = heads.auxiliary_logits(self, endpoints.get(self.aux_endpoint), size, train=train)
     if aux is not None:
       outputs["aux_logits"] = aux
     return outputs
