@@ -64,7 +64,8 @@ def segmentation_loss(
   """The training objective: main cross-entropy plus weighted auxiliary loss.
 
   Args:
-    outputs: the model's outputs; `logits` and, optionally, `aux_logits`.
+    outputs: the model's outputs; `logits` and, optionally, `aux_logits`
+      (one array, or a tuple of them for several auxiliary heads).
     labels: `[N, H, W]` int labels.
     ignore_label: label value excluded from the loss.
     aux_weight: weight of the auxiliary head's loss (0.4 in PSPNet).
@@ -73,12 +74,14 @@ def segmentation_loss(
 
   Returns:
     `(total, parts)` where `parts` has `loss_main` and, with an auxiliary
-    head, `loss_aux` (unweighted).
+    head, `loss_aux` (unweighted; summed over several heads).
   """
   ce = lambda logits: cross_entropy(logits, labels, ignore_label, class_weights, normalizer)
   parts = {"loss_main": ce(outputs["logits"])}
   total = parts["loss_main"]
   if "aux_logits" in outputs and aux_weight:
-    parts["loss_aux"] = ce(outputs["aux_logits"])
+    aux = outputs["aux_logits"]
+    # Several auxiliary heads (Fast-SCNN's two) each weigh `aux_weight`.
+    parts["loss_aux"] = sum(map(ce, aux)) if isinstance(aux, tuple | list) else ce(aux)
     total = total + aux_weight * parts["loss_aux"]
   return total, parts

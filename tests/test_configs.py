@@ -39,6 +39,7 @@ CONFIG_ARGS = {
   "segnet.py": PAPER_ARGS,
   "unet.py": PAPER_ARGS,
   "lraspp.py": ["", "mobilenet_v3_large", *DATASET_ARGS],
+  "fastscnn.py": ["", "paper", *DATASET_ARGS],
 }
 
 

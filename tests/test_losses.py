@@ -39,6 +39,16 @@ def test_segmentation_loss_adds_weighted_auxiliary_loss():
   assert float(total) == pytest.approx(main + 0.4 * math.log(2.0), rel=1e-6)
 
 
+def test_several_auxiliary_heads_each_weigh_aux_weight():
+  logits, labels = _logits_and_labels()
+  uniform = jnp.zeros_like(logits)  # log(2) per labelled pixel.
+  fn = jax.jit(lambda o, lb: losses.segmentation_loss(o, lb, ignore_label=255, aux_weight=0.4))
+  total, parts = fn({"logits": logits, "aux_logits": (uniform, logits)}, labels)
+  main = (math.log(1 + math.exp(-2.0)) + math.log(2.0)) / 2
+  assert float(parts["loss_aux"]) == pytest.approx(math.log(2.0) + main, rel=1e-6)
+  assert float(total) == pytest.approx(main + 0.4 * (math.log(2.0) + main), rel=1e-6)
+
+
 def test_ignore_label_gets_no_gradient():
   logits, labels = _logits_and_labels()
   grad = jax.grad(losses.cross_entropy)(logits, labels, 255)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
-from jaxseg.models import backbones, deeplab, fcn, lraspp, onednn, pspnet, segnet, unet
+from jaxseg.models import backbones, deeplab, fastscnn, fcn, lraspp, onednn, pspnet, segnet, unet
 
 # A class, or a partial of one that fixes the attributes naming a variant.
 MODELS: dict[str, type[nn.Module] | functools.partial] = {
@@ -27,6 +27,7 @@ MODELS: dict[str, type[nn.Module] | functools.partial] = {
   "deeplabv3": deeplab.DeepLabV3,
   "deeplabv3plus": functools.partial(deeplab.DeepLabV3, decoder=True),
   "lraspp": lraspp.LRASPP,
+  "fastscnn": fastscnn.FastSCNN,
 }
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

@@ -291,6 +291,7 @@ class ConvNormAct(nn.Module):
     strides: stride.
     dilation: atrous rate.
     act: apply ReLU.
+    groups: feature groups (the input channels: depthwise).
     dtype: computation dtype.
   """
 
@@ -299,6 +300,7 @@ class ConvNormAct(nn.Module):
   strides: int = 1
   dilation: int = 1
   act: bool = True
+  groups: int = 1
   dtype: Dtype = jnp.float32
 
   @nn.compact
@@ -308,6 +310,7 @@ class ConvNormAct(nn.Module):
       self.kernel_size,
       self.strides,
       self.dilation,
+      groups=self.groups,
       dtype=self.dtype,
       name="conv",
     )(x)

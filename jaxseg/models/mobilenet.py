@@ -40,34 +40,44 @@ class InvertedResidualV2Layers(nn.Module):
   strides: int
   dilation: int
   dtype: layers.Dtype = jnp.float32
+  activation: str = "relu6"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     hidden = round(x.shape[-1] * self.expand_ratio)
+    unit = functools.partial(
+      layers.ConvNormActivation, activation=self.activation, dtype=self.dtype
+    )
     index = 0
     if self.expand_ratio != 1:
-      x = layers.ConvNormActivation(hidden, dtype=self.dtype, name="0")(x, train=train)
+      x = unit(hidden, name="0")(x, train=train)
       index = 1
-    x = layers.ConvNormActivation(
-      hidden, 3, self.strides, self.dilation, groups=hidden, dtype=self.dtype, name=str(index)
-    )(x, train=train)
+    x = unit(hidden, 3, self.strides, self.dilation, groups=hidden, name=str(index))(x, train=train)
     x = layers.Conv(self.features, 1, dtype=self.dtype, name=str(index + 1))(x)
     return layers.batch_norm(train, self.dtype, name=str(index + 2))(x)
 
 
 class InvertedResidualV2(nn.Module):
-  """MobileNetV2's inverted residual; the shortcut where shape allows."""
+  """MobileNetV2's inverted residual; the shortcut where shape allows.
+  `activation` of the expansion and depthwise layers: ReLU6 (Fast-SCNN: ReLU)."""
 
   features: int
   expand_ratio: int
   strides: int = 1
   dilation: int = 1
   dtype: layers.Dtype = jnp.float32
+  activation: str = "relu6"
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     y = InvertedResidualV2Layers(
-      self.features, self.expand_ratio, self.strides, self.dilation, self.dtype, name="conv"
+      self.features,
+      self.expand_ratio,
+      self.strides,
+      self.dilation,
+      self.dtype,
+      self.activation,
+      name="conv",
     )(x, train=train)
     return x + y if self.strides == 1 and x.shape[-1] == self.features else y
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxseg.models import MODELS, deeplab, fcn, lraspp, pspnet, segnet, unet
+from jaxseg.models import MODELS, deeplab, fastscnn, fcn, lraspp, pspnet, segnet, unet
 from tests.helpers import RNGS, tree_size
 
 TINY = {
@@ -24,6 +24,7 @@ TINY = {
   "deeplabv3": (deeplab._tiny, 207_931),
   "deeplabv3plus": (functools.partial(deeplab._tiny, decoder=True), 213_835),
   "lraspp": (lraspp._tiny, 3_002_878),
+  "fastscnn": (fastscnn._tiny, 22_513),
 }
 
 
