@@ -51,6 +51,31 @@ def make_predict_fn(model, variables) -> PredictFn:
   return lambda images: np.asarray(run(variables, jnp.asarray(images)))
 
 
+def make_label_fn(model, variables, size_multiple: int = 32) -> Callable[[np.ndarray], np.ndarray]:
+  """A jitted `uint8 [N, h, w, 3] -> uint8 [N, h, w]` class-label function
+  (video frames): the argmax runs on the device, so only labels come back.
+  Frames are padded up to a multiple of `size_multiple`, labels cropped back."""
+  variables = jax.device_put(variables)
+  run = jax.jit(
+    lambda variables, images: jnp.argmax(forward_logits(model, variables, images), -1).astype(
+      jnp.uint8
+    )
+  )
+  m = max(1, size_multiple)
+
+  def labels(images: np.ndarray) -> np.ndarray:
+    n, h, w, _ = images.shape
+    height, width = -(-h // m) * m, -(-w // m) * m
+    if (height, width) != (h, w):
+      padded = np.empty((n, height, width, 3), np.uint8)
+      padded[...] = preprocessing.PAD_COLOUR
+      padded[:, :h, :w] = images
+      images = padded
+    return np.asarray(run(variables, jnp.asarray(images)))[:, :h, :w]
+
+  return labels
+
+
 def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
   h, w = image.shape[:2]
   if (h, w) == (height, width):

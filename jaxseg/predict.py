@@ -1,4 +1,4 @@
-"""Label maps for your images: `python -m jaxseg.predict --workdir=DIR --input=PATH --output=DIR`.
+"""Label maps for images and videos: `python -m jaxseg.predict --workdir=DIR --input=PATH`.
 
 For every PNG/JPEG in `--input` (a file or a folder), of any size, writes
 `<name>.png`, the label map as a palette PNG (pixel values are class indices,
@@ -7,6 +7,11 @@ over the image. `--mode=slide` tiles large images (memory bounded by a band of
 tiles, not the image); `--scales` and `--flip` average test-time passes. An
 unreadable file is reported and skipped; the summary counts successes and
 failures, and the exit status is 1 if any file failed.
+
+A video file (or a folder of frames with `--fps`) streams through the model
+`--batch` frames per call (`jaxseg.video`) into `<name>_overlay.mp4`, with the
+input's size and timestamps, and with `--label_frames` one label PNG per frame
+in `<name>_labels/`; it ends with frames/s and where the time went.
 """
 
 import os
@@ -17,7 +22,7 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
-from jaxseg import cli, inference, runs
+from jaxseg import cli, inference, runs, video
 from jaxseg.data import get_dataset_spec, labels
 
 FLAGS = flags.FLAGS
@@ -64,12 +69,84 @@ def define_flags() -> None:
   flags.DEFINE_string("output", None, "Folder for the label maps and overlays.")
   flags.DEFINE_integer("tile_batch", 8, "Slide tiles per device call.")
   flags.DEFINE_float("alpha", 0.5, "Opacity of the colours in the overlay.")
+  flags.DEFINE_integer("batch", 4, "Video frames per device call.")
+  flags.DEFINE_bool("label_frames", False, "Video: also write every frame's label PNG.")
+  flags.DEFINE_float(
+    "fps", 0.0, "Treat a folder of frames as one clip at this frame rate (0: images one by one)."
+  )
   flags.mark_flags_as_required(["input", "output"])
+
+
+def predict_clip(config, model, variables) -> None:
+  """Streams a video (or a folder of frames at `--fps`) into an overlay video."""
+  if FLAGS.mode != "whole" or tuple(FLAGS.scales) != ("1.0",) or FLAGS.flip:
+    raise video.VideoError(
+      "a video is predicted whole-frame at one scale: --mode=slide, --scales and "
+      "--flip apply to images"
+    )
+  if FLAGS.batch < 1:
+    raise video.VideoError(f"--batch={FLAGS.batch} must be at least 1")
+  if os.path.isdir(FLAGS.input):
+    clip = video.open_frame_folder(FLAGS.input, list_inputs(FLAGS.input), FLAGS.fps)
+  else:
+    clip = video.open_video(FLAGS.input)
+  spec = get_dataset_spec(config.data)
+  out_path = os.path.join(FLAGS.output, f"{clip.name}_overlay.mp4")
+  label_dir = os.path.join(FLAGS.output, f"{clip.name}_labels") if FLAGS.label_frames else ""
+  frames = f"{clip.num_frames} frames" if clip.num_frames else "frame count unknown"
+  print(f"{FLAGS.input}: {clip.width}x{clip.height}, {float(clip.rate):.2f} frames/s, {frames}")
+  writer, all_pts = None, []
+
+  def write(pts, frames, frame_labels):
+    nonlocal writer
+    if writer is None:  # Opened on the first frame: an empty clip leaves no file.
+      writer = video.VideoWriter(out_path, clip)
+      if label_dir:
+        os.makedirs(label_dir, exist_ok=True)
+    for p, frame, label in zip(pts, frames, frame_labels, strict=True):
+      writer.write(p, overlay(frame, label, spec.palette, FLAGS.alpha))
+      if label_dir:
+        save_label_png(label, spec.palette, os.path.join(label_dir, f"{len(all_pts):06d}.png"))
+      all_pts.append(p)
+
+  from tqdm import tqdm
+
+  label_fn = inference.make_label_fn(model, variables)
+  with tqdm(total=clip.num_frames or None, unit="frame", desc=clip.name) as bar:
+    try:
+      timing = video.segment_clip(
+        clip, label_fn, batch_size=FLAGS.batch, write=write, progress=bar.update
+      )
+    finally:
+      if writer is not None:
+        writer.close()
+  print(f"{out_path}: {timing.frames} frames" + (f", labels in {label_dir}" if label_dir else ""))
+  intervals = np.diff(all_pts) * float(clip.time_base) * 1000
+  if len(intervals) and intervals.max() - intervals.min() > 1:
+    print(
+      f"variable frame rate: frames {intervals.min():.1f} to {intervals.max():.1f} ms apart; "
+      "the overlay keeps every frame's timestamp"
+    )
+  if clip.width % 2 or clip.height % 2:
+    print(f"odd frame size {clip.width}x{clip.height}: written in 4:4:4 chroma to keep it")
+  print(timing.summary())
 
 
 def main(argv):
   del argv
   cli.quiet_logging()
+  if video.is_video(FLAGS.input) or (FLAGS.fps > 0 and os.path.isdir(FLAGS.input)):
+    config = runs.load_run_config(FLAGS.workdir)
+    model, variables = runs.load_variables(
+      config, FLAGS.workdir, runs.resolve_step(config, FLAGS.workdir, FLAGS.checkpoint)
+    )
+    os.makedirs(FLAGS.output, exist_ok=True)
+    try:
+      predict_clip(config, model, variables)
+    except video.VideoError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(1)
+    return
   config, _, predict_fn = runs.load_predictor(FLAGS.workdir, FLAGS.checkpoint)
   spec = get_dataset_spec(config.data)
   crop = FLAGS.crop_size

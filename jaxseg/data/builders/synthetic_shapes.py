@@ -15,6 +15,7 @@ channel: 0 background, 1 circle, 2 square, 3 triangle, 4 star).
 
 import dataclasses
 import io
+from collections.abc import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -145,6 +146,54 @@ def render_example(
     mask[inside] = cls
   image += rng.normal(0.0, rng.uniform(*_NOISE_RANGE), size=image.shape)
   return np.clip(image, 0, 255).astype(np.uint8), mask
+
+
+def render_clip(
+  seed: int, num_frames: int, height: int, width: int, num_shapes: int = 4
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """The dataset's shapes moving over one of its backgrounds: a test clip.
+
+  Each shape keeps its class, colour and size, moves at its own constant
+  velocity (bouncing off the edges) and turns slowly.
+
+  Yields:
+    `(frame, mask)`: `[height, width, 3]` uint8 RGB and `[height, width]`
+    uint8 labels, `num_frames` times.
+  """
+  rng = np.random.default_rng([seed, 7])
+  size = max(height, width)
+  yy, xx = np.mgrid[0:height, 0:width].astype(np.float32) + 0.5
+  background = _background(rng, size, yy, xx)
+  scale = min(height, width)
+  shapes = []
+  for _ in range(num_shapes):
+    radius = rng.uniform(0.08, 0.16) * scale
+    shapes.append(
+      {
+        "cls": int(rng.integers(1, len(labels.SYNTHETIC_SHAPES_CLASSES))),
+        "radius": radius,
+        "colour": _distinct_colour(rng, background[::16, ::16].reshape(-1, 3)),
+        "centre": rng.uniform([radius, radius], [height - radius, width - radius]),
+        "velocity": rng.uniform(-1, 1, size=2) * scale / 60,
+        "angle": rng.uniform(0, 2 * np.pi),
+        "spin": rng.uniform(-0.05, 0.05),
+      }
+    )
+  for _ in range(num_frames):
+    image, mask = background.copy(), np.zeros((height, width), np.uint8)
+    for shape in shapes:
+      cy, cx = shape["centre"]
+      inside = _shape_mask(shape["cls"], yy - cy, xx - cx, shape["radius"], shape["angle"])
+      image[inside] = shape["colour"]
+      mask[inside] = shape["cls"]
+      low, high = shape["radius"], np.array([height, width]) - shape["radius"]
+      centre = shape["centre"] + shape["velocity"]
+      bounce = (centre < low) | (centre > high)
+      shape["velocity"] = np.where(bounce, -shape["velocity"], shape["velocity"])
+      shape["centre"] = np.clip(centre, low, high)
+      shape["angle"] += shape["spin"]
+    image += rng.normal(0.0, 4.0, size=image.shape)
+    yield np.clip(image, 0, 255).astype(np.uint8), mask
 
 
 def _random_colour(rng: np.random.Generator) -> np.ndarray:
