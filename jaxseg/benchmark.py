@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import flags
+from absl import app, flags
 
 from jaxseg import cli, inference, sharding, train
 from jaxseg import state as train_state
@@ -289,7 +289,18 @@ def define_flags() -> None:
   does not claim flag names."""
   cli.define_config_flag(multi=True)
   flags.DEFINE_integer("infer_batch", None, "Inference batch; default: config.batch_size.")
-  flags.DEFINE_enum("mode", "both", ["train", "infer", "both"], "What to time.")
+  flags.DEFINE_enum(
+    "mode",
+    "both",
+    ["train", "infer", "both", "latency"],
+    "What to time (latency: see jaxseg.latency).",
+  )
+  flags.DEFINE_string("sizes", "", "--mode=latency: HxW,HxW; default: the config's crop size.")
+  flags.DEFINE_list("dtypes", [], "--mode=latency: float32,bfloat16; default: the config's dtype.")
+  flags.DEFINE_string(
+    "torch_python", "", "--mode=latency: a Python with torch to time torchvision's networks too."
+  )
+  flags.DEFINE_integer("torch_threads", 2, "--mode=latency: PyTorch's intra-op threads.")
   flags.DEFINE_integer("steps", 10, "Timed steps (after the warm-up).")
   flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
   flags.DEFINE_integer("num_classes", None, "Classes; default: the config's dataset's.")
@@ -297,9 +308,54 @@ def define_flags() -> None:
   flags.DEFINE_string("json", None, "Write the results here as one JSON object.")
 
 
+def latency_main() -> None:
+  """`--mode=latency`: the batch-1 table of `jaxseg.latency`."""
+  from jaxseg import latency
+
+  configs = cli.load_configs()
+  try:
+    sizes = latency.parse_sizes(FLAGS.sizes)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  for dtype in FLAGS.dtypes:
+    if dtype not in ("float32", "bfloat16"):
+      raise app.UsageError(f"--dtypes: {dtype!r} is neither float32 nor bfloat16")
+  rows = []
+  for spec, config in configs:
+    print(f"Timing {spec} at batch 1 ...", flush=True)
+    rows += latency.measure(
+      spec,
+      config,
+      sizes or [tuple(config.crop_size)],
+      FLAGS.dtypes or [config.dtype],
+      steps=FLAGS.steps,
+      warmup=FLAGS.warmup,
+      num_classes=FLAGS.num_classes,
+    )
+  if FLAGS.torch_python:
+    print(f"Timing torchvision with {FLAGS.torch_python} ...", flush=True)
+    rows += latency.measure_torch(
+      FLAGS.torch_python,
+      sizes or [tuple(configs[0][1].crop_size)],
+      FLAGS.dtypes or [configs[0][1].dtype],
+      steps=FLAGS.steps,
+      warmup=FLAGS.warmup,
+      num_classes=rows[0]["num_classes"],
+      threads=FLAGS.torch_threads,
+    )
+  print(f"\n{jax.device_count()} × {jax.local_devices()[0].device_kind}, batch 1")
+  print(latency.format_table(rows))
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump({"latency": rows}, f, indent=2)
+
+
 def main(argv):
   del argv
   cli.quiet_logging()
+  if FLAGS.mode == "latency":
+    latency_main()
+    return
   modes = ("train", "infer") if FLAGS.mode == "both" else (FLAGS.mode,)
   records = []
   for spec, config in cli.load_configs():

@@ -1,16 +1,22 @@
-"""The PyTorch side of the speed comparison in the README (not a test, and not
-a jaxseg dependency): run it in a separate environment with torch and
-torchvision installed.
+"""The PyTorch side of jaxseg's speed comparisons (not imported by jaxseg, and
+torch is not a jaxseg dependency): run it with a Python that has torch and
+torchvision installed, from any directory.
 
-    python tests/pytorch_reference.py --threads=2 --steps=5
+    python jaxseg/pytorch_reference.py --threads=2 --steps=5
+    python jaxseg/pytorch_reference.py --latency --sizes=512x1024,480x640
 
-Times torchvision's DeepLabV3-ResNet-50 (39.6M parameters, output stride 8,
-ASPP rates 12/24/36) and a U-Net of the paper's widths (31.0M, transposed-conv
-up-sampling, the same network as jaxseg's `configs/unet.py:paper`), 21
-classes, 256×256: a train step (forward, cross-entropy, backward, SGD with
-momentum) at batch 4 and inference at batch 8, in float32 (channels_last)
-and bfloat16 (autocast + channels_last), PyTorch at its fastest on a CPU.
-Prints images/s as the median over the timed steps.
+Throughput (default): torchvision's DeepLabV3-ResNet-50 (39.6M parameters,
+output stride 8, ASPP rates 12/24/36) and a U-Net of the paper's widths
+(31.0M, transposed-conv up-sampling, the same network as jaxseg's
+`configs/unet.py:paper`), 21 classes, 256×256: a train step (forward,
+cross-entropy, backward, SGD with momentum) at batch 4 and inference at batch
+8, in float32 (channels_last) and bfloat16 (autocast + channels_last), PyTorch
+at its fastest on a CPU. Prints images/s as the median over the timed steps.
+
+`--latency`: batch-1 inference of torchvision's real-time networks
+(`lraspp_mobilenet_v3_large`, `deeplabv3_mobilenet_v3_large`, 21 classes) at
+each size, ms/frame p50 and p90; `python -m jaxseg.benchmark --mode=latency
+--torch_python=PYTHON` runs this in the same benchmark run.
 """
 
 import argparse
@@ -99,6 +105,38 @@ def measure(model, mode, dtype, batch, size, num_classes, steps, warmup) -> floa
   return batch / statistics.median(_time(step, steps, warmup))
 
 
+REAL_TIME_MODELS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
+
+
+def latency(args) -> list[dict]:
+  """Batch-1 inference latency of the real-time networks, ms/frame."""
+  results = []
+  for name in args.models.split(","):
+    make = getattr(torchvision.models.segmentation, name)
+    model = make(weights=None, weights_backbone=None, num_classes=args.num_classes)
+    model = model.eval().to(memory_format=torch.channels_last)
+    params = sum(p.numel() for p in model.parameters())
+    for size in args.sizes.split(","):
+      h, w = (int(v) for v in size.split("x"))
+      images = torch.randn(1, 3, h, w).to(memory_format=torch.channels_last)
+      for dtype in args.dtypes.split(","):
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+
+        def step(model=model, images=images, autocast=autocast):
+          with torch.no_grad(), autocast:
+            model(images)["out"]
+
+        times = sorted(_time(step, args.steps, args.warmup))
+        p50 = 1e3 * statistics.median(times)
+        p90 = 1e3 * times[min(len(times) - 1, int(0.9 * len(times)))]
+        results.append(
+          {"model": name, "params": params, "size": [h, w], "dtype": dtype,
+           "ms_p50": p50, "ms_p90": p90}
+        )  # fmt: skip
+        print(f"{name:<30} {h}x{w} {dtype:<8} {p50:7.1f} ms p50 {p90:7.1f} p90", flush=True)
+  return results
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--threads", type=int, default=2)
@@ -106,8 +144,15 @@ def main() -> None:
   parser.add_argument("--warmup", type=int, default=2)
   parser.add_argument("--size", type=int, default=256)
   parser.add_argument("--num_classes", type=int, default=21)
+  parser.add_argument("--latency", action="store_true", help="Batch-1 real-time networks.")
+  parser.add_argument("--models", default=",".join(REAL_TIME_MODELS))
+  parser.add_argument("--sizes", default="512x1024,480x640", help="HxW,HxW (--latency).")
+  parser.add_argument("--dtypes", default="float32,bfloat16")
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
+  if args.latency:
+    print(json.dumps({"torch": torch.__version__, "latency": latency(args)}))
+    return
   results = []
   for name, model in _models(args.num_classes).items():
     params = sum(p.numel() for p in model.parameters())
