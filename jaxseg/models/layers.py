@@ -523,13 +523,35 @@ _max_pool_2x2.defvjp(_max_pool_2x2_fwd, _max_pool_2x2_bwd)
 def resize_bilinear(x: jax.Array, size: Sequence[int]) -> jax.Array:
   """Bilinear resize of `[N, H, W, C]` to `size` (half-pixel centres).
 
-  Matches PyTorch's `interpolate(mode="bilinear", align_corners=False)` when
-  upsampling, which is how every head here upsamples.
+  Matches PyTorch's `interpolate(mode="bilinear", align_corners=False)`
+  (no antialiasing), which is how every head here upsamples.
+
+  Written as two gathers and a weighted sum per axis: `jax.image.resize`
+  computes the same values with a dense `[out, in]` weight matrix per axis,
+  which made the ×8 resize of LR-ASPP's logits to 512×1024 take 58 ms of its
+  104 ms on a 2-core CPU.
   """
   h, w = size
   if x.shape[1:3] == (h, w):
     return x
-  return jax.image.resize(x, (x.shape[0], h, w, x.shape[-1]), "bilinear", antialias=False)
+  return _resize_axis(_resize_axis(x, 1, h), 2, w)
+
+
+def _resize_axis(x: jax.Array, axis: int, size: int) -> jax.Array:
+  """Linear interpolation of `x` along `axis` to `size` samples, PyTorch's
+  `align_corners=False` rule: source position `(i + 0.5) * in / out - 0.5`,
+  clamped to the image, between its two neighbouring pixels."""
+  n = x.shape[axis]
+  if n == size:
+    return x
+  source = np.maximum((np.arange(size) + 0.5) * (n / size) - 0.5, 0.0)
+  low = np.minimum(np.floor(source).astype(np.int32), n - 1)
+  high = np.minimum(low + 1, n - 1)
+  shape = [1] * x.ndim
+  shape[axis] = size
+  upper = jnp.asarray((source - low).reshape(shape), x.dtype)
+  lower = jnp.asarray((1.0 - (source - low)).reshape(shape), x.dtype)
+  return jnp.take(x, low, axis=axis) * lower + jnp.take(x, high, axis=axis) * upper
 
 
 def adaptive_avg_pool(x: jax.Array, bins: int) -> jax.Array:

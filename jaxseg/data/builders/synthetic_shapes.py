@@ -26,6 +26,7 @@ from jaxseg.data import labels
 _SPLIT_CODES = {"train": 0, "validation": 1}
 # Shape circumradius as a fraction of the image size.
 _RADIUS_RANGE = (0.16, 0.32)
+_DEFAULT_SIZE = 96  # The default variant's image size (render_clip's shape scale).
 # Fraction of shapes filled with a two-colour blend instead of a flat colour.
 _BLEND_PROBABILITY = 0.3
 # Per-image standard deviation range of the Gaussian pixel noise.
@@ -153,8 +154,9 @@ def render_clip(
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
   """The dataset's shapes moving over one of its backgrounds: a test clip.
 
-  Each shape keeps its class, colour and size, moves at its own constant
-  velocity (bouncing off the edges) and turns slowly.
+  Each shape keeps its class, colour and size (the training images' sizes in
+  pixels, so a model trained on them sees familiar shapes at any frame size),
+  moves at its own constant velocity (bouncing off the edges) and turns slowly.
 
   Yields:
     `(frame, mask)`: `[height, width, 3]` uint8 RGB and `[height, width]`
@@ -167,7 +169,7 @@ def render_clip(
   scale = min(height, width)
   shapes = []
   for _ in range(num_shapes):
-    radius = rng.uniform(0.08, 0.16) * scale
+    radius = min(rng.uniform(*_RADIUS_RANGE) * _DEFAULT_SIZE, 0.3 * scale)
     shapes.append(
       {
         "cls": int(rng.integers(1, len(labels.SYNTHETIC_SHAPES_CLASSES))),
