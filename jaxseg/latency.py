@@ -53,10 +53,10 @@ def measure(
   rows = []
   for size in sizes:
     for dtype in dtypes:
-      config = ml_collections.ConfigDict(config)  # A copy per setting.
-      config.crop_size, config.dtype = tuple(size), dtype
+      setting = ml_collections.ConfigDict(config)  # A copy per size and dtype.
+      setting.crop_size, setting.dtype = tuple(size), dtype
       record = benchmark.benchmark(
-        config,
+        setting,
         modes=("infer",),
         steps=steps,
         warmup=warmup,

@@ -79,7 +79,7 @@ def define_flags() -> None:
 
 def predict_clip(config, model, variables) -> None:
   """Streams a video (or a folder of frames at `--fps`) into an overlay video."""
-  if FLAGS.mode != "whole" or tuple(FLAGS.scales) != ("1.0",) or FLAGS.flip:
+  if FLAGS.mode != "whole" or tuple(float(s) for s in FLAGS.scales) != (1.0,) or FLAGS.flip:
     raise video.VideoError(
       "a video is predicted whole-frame at one scale: --mode=slide, --scales and "
       "--flip apply to images"
@@ -136,10 +136,7 @@ def main(argv):
   del argv
   cli.quiet_logging()
   if video.is_video(FLAGS.input) or (FLAGS.fps > 0 and os.path.isdir(FLAGS.input)):
-    config = runs.load_run_config(FLAGS.workdir)
-    model, variables = runs.load_variables(
-      config, FLAGS.workdir, runs.resolve_step(config, FLAGS.workdir, FLAGS.checkpoint)
-    )
+    config, _, model, variables = runs.load_model(FLAGS.workdir, FLAGS.checkpoint)
     os.makedirs(FLAGS.output, exist_ok=True)
     try:
       predict_clip(config, model, variables)

@@ -91,9 +91,15 @@ def load_train_state(
     ckpt.close()
 
 
-def load_predictor(workdir: str, which: str = "best"):
-  """`(config, step, predict_fn)` for the run in `workdir` at checkpoint `which`."""
+def load_model(workdir: str, which: str = "best"):
+  """`(config, step, model, variables)` of the run in `workdir` at checkpoint `which`."""
   config = load_run_config(workdir)
   step = resolve_step(config, workdir, which)
   model, variables = load_variables(config, workdir, step)
+  return config, step, model, variables
+
+
+def load_predictor(workdir: str, which: str = "best"):
+  """`(config, step, predict_fn)` for the run in `workdir` at checkpoint `which`."""
+  config, step, model, variables = load_model(workdir, which)
   return config, step, inference.make_predict_fn(model, variables)

@@ -156,13 +156,11 @@ class FastSCNN(nn.Module):
       x = DepthwiseSeparable(self.features, dtype=self.dtype, name=f"head{i}")(x, train=train)
     x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train)(x)
     outputs = {"logits": heads.logits_at(x, size, self.num_classes, self.dtype)}
-    if self.aux_channels and (train or self.is_initializing()):
-      aux = []
-      for i, features in enumerate((lower, higher)):
-        logits = heads.FCNHead(
-          self.num_classes, self.aux_channels, self.dropout_rate, self.dtype, name=f"aux_head{i}"
-        )(features, train=train)
-        aux.append(layers.resize_bilinear(logits.astype(jnp.float32), size))
+    aux = [
+      heads.auxiliary_logits(self, features, size, train=train, name=f"aux_head{i}")
+      for i, features in enumerate((lower, higher))
+    ]
+    if aux[0] is not None:
       outputs["aux_logits"] = tuple(aux)
     return outputs
 

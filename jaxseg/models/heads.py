@@ -185,9 +185,10 @@ def logits_at(x: jax.Array, size: Sequence[int], num_classes: int, dtype) -> jax
 
 
 def auxiliary_logits(
-  network: nn.Module, x: jax.Array, size: Sequence[int], *, train: bool
+  network: nn.Module, x: jax.Array, size: Sequence[int], *, train: bool, name: str = "aux_head"
 ) -> jax.Array | None:
-  """The auxiliary `FCNHead` (`aux_head`) on `x`, resized to `size`, float32.
+  """The auxiliary `FCNHead` (`name`, default `aux_head`) on `x`, resized to
+  `size`, float32.
 
   Built from the calling network's `aux_channels`, `num_classes`,
   `dropout_rate` and `dtype`; None when it has no auxiliary head
@@ -201,6 +202,6 @@ def auxiliary_logits(
     network.aux_channels,
     network.dropout_rate,
     network.dtype,
-    name="aux_head",
+    name=name,
   )(x, train=train)
   return layers.resize_bilinear(aux.astype(jnp.float32), size)
