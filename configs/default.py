@@ -79,10 +79,38 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.photometric = False  # Brightness, contrast, saturation, hue.
 
   config.loss = ml_collections.ConfigDict()
+  # The main head's loss: the weighted sum of these terms (0 leaves one out;
+  # README "Losses"). Auxiliary heads train with cross-entropy.
+  config.loss.terms = ml_collections.ConfigDict(
+    {"cross_entropy": 1.0, "focal": 0.0, "ohem": 0.0, "dice": 0.0, "tversky": 0.0,
+     "lovasz": 0.0, "lovasz_hinge": 0.0}
+  )  # fmt: skip
   config.loss.aux_weight = 0.4
-  # Per-class cross-entropy weights, () for none; `python -m jaxseg.data.stats`
-  # suggests median-frequency weights.
+  # Per-class weights of cross_entropy, ohem, dice and tversky, () for none;
+  # `python -m jaxseg.data.stats` suggests median-frequency weights.
   config.loss.class_weights = ()
+  # Each term's options. alpha: per-class factors, () for none.
+  config.loss.focal = ml_collections.ConfigDict({"gamma": 2.0, "alpha": ()})
+  # Pixels whose true-class probability is below max(thresh, the min_kept-th
+  # smallest) train; min_kept is per image (mmsegmentation's 100,000 is a fifth
+  # of a 512x1024 crop; 512 is an eighth of the 64x64 crops here).
+  config.loss.ohem = ml_collections.ConfigDict({"thresh": 0.7, "min_kept": 512})
+  # classes: the class indices averaged, () for all.
+  config.loss.dice = ml_collections.ConfigDict({"smooth": 0.0, "classes": ()})
+  # alpha weighs false positives, beta false negatives; the loss is raised to
+  # gamma (focal Tversky, Abraham & Khan 2019, uses 0.75).
+  config.loss.tversky = ml_collections.ConfigDict(
+    {"alpha": 0.5, "beta": 0.5, "gamma": 1.0, "smooth": 0.0, "classes": ()}
+  )
+  # classes: "present" (in the labels) or "all".
+  config.loss.lovasz = ml_collections.ConfigDict({"per_image": False, "classes": "present"})
+  config.loss.lovasz_hinge = ml_collections.ConfigDict({"per_image": True})  # Binary runs.
+
+  # Binary segmentation of a two-class dataset: the foreground class's name
+  # ("" for multiclass). Evaluation, predict and export then call a pixel
+  # foreground where its probability is at least `threshold`, and the metrics
+  # add its IoU, F1, precision and recall (README "Losses").
+  config.binary = ml_collections.ConfigDict({"foreground": "", "threshold": 0.5})
 
   config.batch_size = 16  # Global, over all devices and hosts.
   # Split each batch into this many micro-batches whose gradients are summed:

@@ -227,8 +227,8 @@ def benchmark(
       optimizer,
       mesh,
       state_sharding,
+      spec=get_dataset_spec(config.data),
       num_classes=num_classes,
-      ignore_label=get_dataset_spec(config.data).ignore_label,
     )
     results["train"] = _measure(
       "train", step, (state, batch), config.batch_size, steps, warmup, peak, True

@@ -81,12 +81,13 @@ def main(argv):
   )
 
   plain = FLAGS.mode == "whole" and options["scales"] == (1.0,) and not FLAGS.flip
+  foreground, threshold = inference.decision(config, spec.class_names)
+  decide = lambda probs: inference.decide(probs, foreground, threshold)
 
   def predict_many(images):
     if plain:  # Batched, images padded to a shared bucketed shape.
-      probs = inference.whole_batch(predict_fn, images, FLAGS.size_multiple)
-      return [p.argmax(-1) for p in probs]
-    return [inference.predict_probs(predict_fn, im, **options).argmax(-1) for im in images]
+      return [decide(p) for p in inference.whole_batch(predict_fn, images, FLAGS.size_multiple)]
+    return [decide(inference.predict_probs(predict_fn, im, **options)) for im in images]
 
   t0 = time.perf_counter()
   confusion = score(
@@ -97,7 +98,7 @@ def main(argv):
     batch_size=FLAGS.batch_size if plain else 1,
     limit=FLAGS.limit,
   )
-  result = metrics.compute_metrics(confusion)
+  result = metrics.compute_metrics(confusion, foreground, threshold)
   print(
     f"\n{config.data.name}/{split} at step {step}, mode {FLAGS.mode}, scales "
     f"{options['scales']}{', flip' if FLAGS.flip else ''} ({time.perf_counter() - t0:.1f}s):\n"

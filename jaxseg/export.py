@@ -58,6 +58,9 @@ def export_run(workdir: str, output: str, *, which="best", size=(512, 512), plat
     "ignore_label": labels.IGNORE_LABEL,
     "platforms": list(exported.platforms),
   }
+  foreground, threshold = inference.decision(config, spec.class_names)
+  if foreground is not None:  # A binary run: serving thresholds the foreground.
+    metadata["binary"] = {"foreground": foreground, "threshold": threshold}
   with open(os.path.join(output, "metadata.json"), "w") as f:
     json.dump(metadata, f, indent=2)
   shutil.copy(os.path.join(os.path.dirname(__file__), "serving.py"), output)

@@ -40,6 +40,37 @@ def forward_logits(model, variables, images: jax.Array) -> jax.Array:
   return out.astype(jnp.float32)
 
 
+def decision(config, class_names: Sequence[str]) -> tuple[int | None, float]:
+  """`(foreground, threshold)` for `decide` from a run's config: the index of
+  the class `config.binary.foreground` names, None for a multiclass run.
+
+  Raises:
+    ValueError naming the key if the dataset does not have exactly two
+    classes, one of them that name, or the threshold is not in (0, 1).
+  """
+  binary = config.get("binary") or {}  # Runs from before binary mode have none.
+  name, threshold = binary.get("foreground", ""), binary.get("threshold", 0.5)
+  if not name:
+    return None, 0.5
+  if len(class_names) != 2 or name not in class_names:
+    raise ValueError(
+      f"config.binary.foreground={name!r}: binary mode needs a two-class dataset with that "
+      f"class; this one has {list(class_names)}"
+    )
+  if not 0 < threshold < 1:
+    raise ValueError(f"config.binary.threshold={threshold!r} must be between 0 and 1")
+  return list(class_names).index(name), float(threshold)
+
+
+def decide(probs, foreground: int | None = None, threshold: float = 0.5):
+  """Class labels from probabilities `[..., C]` (numpy or jax): the argmax, or
+  in a binary run the foreground where its probability is >= `threshold`."""
+  if foreground is None:
+    return probs.argmax(-1)
+  xp = jnp if isinstance(probs, jax.Array) else np
+  return xp.where(probs[..., foreground] >= threshold, foreground, 1 - foreground)
+
+
 def make_predict_fn(model, variables) -> PredictFn:
   """A jitted `uint8 [N, h, w, 3] -> float32 [N, h, w, C]` logits function.
 
@@ -51,16 +82,20 @@ def make_predict_fn(model, variables) -> PredictFn:
   return lambda images: np.asarray(run(variables, jnp.asarray(images)))
 
 
-def make_label_fn(model, variables, size_multiple: int = 32) -> Callable[[np.ndarray], np.ndarray]:
+def make_label_fn(
+  model, variables, size_multiple: int = 32, foreground: int | None = None, threshold: float = 0.5
+) -> Callable[[np.ndarray], np.ndarray]:
   """A jitted `uint8 [N, h, w, 3] -> uint8 [N, h, w]` class-label function
-  (video frames): the argmax runs on the device, so only labels come back.
-  Frames are padded up to a multiple of `size_multiple`, labels cropped back."""
+  (video frames): the decision (`decide`) runs on the device, so only labels
+  come back. Frames are padded up to a multiple of `size_multiple`, labels
+  cropped back."""
   variables = jax.device_put(variables)
-  run = jax.jit(
-    lambda variables, images: jnp.argmax(forward_logits(model, variables, images), -1).astype(
-      jnp.uint8
-    )
-  )
+
+  def run(variables, images):
+    probs = jax.nn.softmax(forward_logits(model, variables, images))
+    return decide(probs, foreground, threshold).astype(jnp.uint8)
+
+  run = jax.jit(run)
   m = max(1, size_multiple)
 
   def labels(images: np.ndarray) -> np.ndarray:
@@ -186,12 +221,26 @@ def slide(predict_fn: PredictFn, image: np.ndarray, **kw) -> np.ndarray:
   return np.concatenate([band for _, band in slide_bands(predict_fn, image, **kw)])
 
 
+def slide_map(
+  predict_fn: PredictFn,
+  image: np.ndarray,
+  per_pixel: Callable[[np.ndarray], np.ndarray],
+  **kw,
+) -> np.ndarray:
+  """`per_pixel` (probabilities `[rows, W, C]` -> `[rows, W, ...]`) of `slide`'s
+  probabilities, band by band: never more than a band of probabilities held."""
+  out = None
+  for row, band in slide_bands(predict_fn, image, **kw):
+    values = per_pixel(band)
+    if out is None:
+      out = np.empty((*image.shape[:2], *values.shape[2:]), values.dtype)
+    out[row : row + len(band)] = values
+  return out
+
+
 def slide_labels(predict_fn: PredictFn, image: np.ndarray, **kw) -> np.ndarray:
   """`[H, W]` uint8 argmax of `slide`, never holding more than a band of probabilities."""
-  labels = np.empty(image.shape[:2], np.uint8)
-  for row, band in slide_bands(predict_fn, image, **kw):
-    labels[row : row + len(band)] = band.argmax(-1)
-  return labels
+  return slide_map(predict_fn, image, lambda band: band.argmax(-1).astype(np.uint8), **kw)
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:

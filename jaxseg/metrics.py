@@ -36,7 +36,9 @@ def confusion_matrix(
   return counts.astype(jnp.int32).reshape(num_classes, num_classes)
 
 
-def compute_metrics(confusion: np.ndarray) -> dict[str, float | np.ndarray]:
+def compute_metrics(
+  confusion: np.ndarray, foreground: int | None = None, threshold: float = 0.5
+) -> dict[str, float | np.ndarray]:
   """Scores a confusion matrix.
 
   Classes absent from both ground truth and prediction have no IoU (NaN) and
@@ -44,10 +46,14 @@ def compute_metrics(confusion: np.ndarray) -> dict[str, float | np.ndarray]:
 
   Args:
     confusion: `[C, C]` counts, rows ground truth, columns predictions.
+    foreground: in a binary run, the foreground class (its predictions made
+      at `threshold`, which is recorded with its scores).
+    threshold: see `foreground`.
 
   Returns:
     `iou`, `acc`, `dice`: `[C]` float64 per-class values (NaN where undefined);
-    `miou`, `macc`, `mdice`: their NaN-ignoring means; `aacc`: pixel accuracy.
+    `miou`, `macc`, `mdice`: their NaN-ignoring means; `aacc`: pixel accuracy;
+    with `foreground`, `foreground`: `foreground_metrics`.
   """
   confusion = np.asarray(confusion, np.float64)
   tp = np.diag(confusion)
@@ -58,7 +64,7 @@ def compute_metrics(confusion: np.ndarray) -> dict[str, float | np.ndarray]:
     acc = np.where(gt > 0, tp / gt, np.nan)
     dice = np.where(gt + pred > 0, 2 * tp / (gt + pred), np.nan)
   total = confusion.sum()
-  return {
+  result = {
     "iou": iou,
     "acc": acc,
     "dice": dice,
@@ -66,6 +72,27 @@ def compute_metrics(confusion: np.ndarray) -> dict[str, float | np.ndarray]:
     "macc": _nanmean(acc),
     "mdice": _nanmean(dice),
     "aacc": float(tp.sum() / total) if total else float("nan"),
+  }
+  if foreground is not None:
+    result["foreground"] = foreground_metrics(confusion, foreground)
+    result["threshold"] = float(threshold)
+  return result
+
+
+def foreground_metrics(confusion: np.ndarray, foreground: int) -> dict[str, float]:
+  """One class's scores as a detector of its pixels: `index`, `iou`, `f1`
+  (= its Dice), `precision` and `recall` (NaN where undefined)."""
+  confusion = np.asarray(confusion, np.float64)
+  tp = confusion[foreground, foreground]
+  false_neg = confusion[foreground].sum() - tp
+  false_pos = confusion[:, foreground].sum() - tp
+  ratio = lambda a, b: float(a / b) if b > 0 else float("nan")
+  return {
+    "index": foreground,
+    "iou": ratio(tp, tp + false_pos + false_neg),
+    "f1": ratio(2 * tp, 2 * tp + false_pos + false_neg),
+    "precision": ratio(tp, tp + false_pos),
+    "recall": ratio(tp, tp + false_neg),
   }
 
 
@@ -84,6 +111,13 @@ def format_table(metrics: Mapping, class_names: Sequence[str]) -> str:
     f"mIoU {_pct(metrics['miou']).strip()}  mAcc {_pct(metrics['macc']).strip()}  "
     f"aAcc {_pct(metrics['aacc']).strip()}  mDice {_pct(metrics['mdice']).strip()}"
   )
+  if "foreground" in metrics:
+    fg = metrics["foreground"]
+    lines.append(
+      f"{class_names[fg['index']]} (probability >= {metrics['threshold']:g}): "
+      f"IoU {_pct(fg['iou']).strip()}  F1 {_pct(fg['f1']).strip()}  "
+      f"precision {_pct(fg['precision']).strip()}  recall {_pct(fg['recall']).strip()}"
+    )
   return "\n".join(lines)
 
 
@@ -97,7 +131,7 @@ def to_json(metrics: Mapping, class_names: Sequence[str], step: int) -> dict:
   def clean(x):
     return None if np.isnan(x) else round(float(x), 6)
 
-  return {
+  record = {
     "step": int(step),
     "miou": clean(metrics["miou"]),
     "macc": clean(metrics["macc"]),
@@ -106,6 +140,14 @@ def to_json(metrics: Mapping, class_names: Sequence[str], step: int) -> dict:
     "iou": {n: clean(v) for n, v in zip(class_names, metrics["iou"], strict=True)},
     "acc": {n: clean(v) for n, v in zip(class_names, metrics["acc"], strict=True)},
   }
+  if "foreground" in metrics:
+    fg = metrics["foreground"]
+    record["foreground"] = {
+      "class": class_names[fg["index"]],
+      "threshold": metrics["threshold"],
+      **{k: clean(fg[k]) for k in ("iou", "f1", "precision", "recall")},
+    }
+  return record
 
 
 def update_metrics_file(path: str, record: dict) -> dict:

@@ -3,10 +3,14 @@
 For every PNG/JPEG in `--input` (a file or a folder), of any size, writes
 `<name>.png`, the label map as a palette PNG (pixel values are class indices,
 shown in the dataset's colours), and `<name>_overlay.jpg`, the colours blended
-over the image. `--mode=slide` tiles large images (memory bounded by a band of
-tiles, not the image); `--scales` and `--flip` average test-time passes. An
-unreadable file is reported and skipped; the summary counts successes and
-failures, and the exit status is 1 if any file failed.
+over the image. `--cutout` adds `<name>_cutout.png`, the image as RGBA with
+the background transparent: alpha is 1 - P(`--background` class), or with
+`--cutout_threshold` opaque where that reaches the threshold. A binary run
+(`config.binary`) labels its foreground by its threshold. `--mode=slide`
+tiles large images (memory bounded by a band of tiles, not the image);
+`--scales` and `--flip` average test-time passes. An unreadable file is
+reported and skipped; the summary counts successes and failures, and the exit
+status is 1 if any file failed.
 
 A video file (or a folder of frames with `--fps`) streams through the model
 `--batch` frames per call (`jaxseg.video`) into `<name>_overlay.mp4`, with the
@@ -60,6 +64,31 @@ def overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: fl
   return out
 
 
+def cutout_class(class_names) -> int:
+  """The index of `--background` among the run's classes; exits with one
+  `error:` line naming them if it is not one."""
+  if FLAGS.background not in class_names:
+    print(
+      f"error: --cutout needs a background class: --background={FLAGS.background!r} is not one "
+      f"of this run's classes {list(class_names)}",
+      file=sys.stderr,
+    )
+    sys.exit(1)
+  if not 0 <= FLAGS.cutout_threshold < 1:
+    print(f"error: --cutout_threshold={FLAGS.cutout_threshold} must be in [0, 1)", file=sys.stderr)
+    sys.exit(1)
+  return list(class_names).index(FLAGS.background)
+
+
+def cutout_alpha(background_prob: np.ndarray, threshold: float = 0.0) -> np.ndarray:
+  """uint8 alpha from the background's probability: `255 (1 - p)`, or with a
+  threshold > 0, 255 where `1 - p >= threshold` and 0 elsewhere."""
+  foreground = 1.0 - background_prob
+  if threshold > 0:
+    return np.where(foreground >= threshold, 255, 0).astype(np.uint8)
+  return np.clip(np.round(255 * foreground), 0, 255).astype(np.uint8)
+
+
 def define_flags() -> None:
   """The command line's flags; defined on use so that importing this module
   (from tests, notebooks or another tool) does not claim flag names."""
@@ -74,6 +103,11 @@ def define_flags() -> None:
   flags.DEFINE_float(
     "fps", 0.0, "Treat a folder of frames as one clip at this frame rate (0: images one by one)."
   )
+  flags.DEFINE_bool("cutout", False, "Also write <name>_cutout.png, the background transparent.")
+  flags.DEFINE_string("background", "background", "Cut-out: the class that becomes transparent.")
+  flags.DEFINE_float(
+    "cutout_threshold", 0.0, "Cut-out: opaque where 1 - P(background) >= this; 0: soft alpha."
+  )
   flags.mark_flags_as_required(["input", "output"])
 
 
@@ -86,6 +120,8 @@ def predict_clip(config, model, variables) -> None:
     )
   if FLAGS.batch < 1:
     raise video.VideoError(f"--batch={FLAGS.batch} must be at least 1")
+  if FLAGS.cutout:
+    raise video.VideoError("--cutout writes images; a video gets its overlay and --label_frames")
   if os.path.isdir(FLAGS.input):
     clip = video.open_frame_folder(FLAGS.input, list_inputs(FLAGS.input), FLAGS.fps)
   else:
@@ -111,7 +147,8 @@ def predict_clip(config, model, variables) -> None:
 
   from tqdm import tqdm
 
-  label_fn = inference.make_label_fn(model, variables)
+  foreground, threshold = inference.decision(config, spec.class_names)
+  label_fn = inference.make_label_fn(model, variables, foreground=foreground, threshold=threshold)
   with tqdm(total=clip.num_frames or None, unit="frame", desc=clip.name) as bar:
     try:
       timing = video.segment_clip(
@@ -146,21 +183,30 @@ def main(argv):
     return
   config, _, predict_fn = runs.load_predictor(FLAGS.workdir, FLAGS.checkpoint)
   spec = get_dataset_spec(config.data)
+  background = cutout_class(spec.class_names) if FLAGS.cutout else None
+  foreground, threshold = inference.decision(config, spec.class_names)
   crop = FLAGS.crop_size
   stride = FLAGS.stride or inference.default_stride(crop)
   scales = tuple(float(s) for s in FLAGS.scales)
   os.makedirs(FLAGS.output, exist_ok=True)
 
+  def per_pixel(probs: np.ndarray) -> np.ndarray:
+    """`[..., 2]` uint8: the label and the cut-out's alpha (or `[...]` labels)."""
+    label = inference.decide(probs, foreground, threshold).astype(np.uint8)
+    if background is None:
+      return label
+    return np.stack([label, cutout_alpha(probs[..., background], FLAGS.cutout_threshold)], -1)
+
   def predict(image: np.ndarray) -> np.ndarray:
     if FLAGS.mode == "slide" and scales == (1.0,) and not FLAGS.flip:
-      return inference.slide_labels(
-        predict_fn, image, crop_size=crop, stride=stride, tile_batch=FLAGS.tile_batch
+      return inference.slide_map(
+        predict_fn, image, per_pixel, crop_size=crop, stride=stride, tile_batch=FLAGS.tile_batch
       )
     probs = inference.predict_probs(
       predict_fn, image, mode=FLAGS.mode, scales=scales, flip=FLAGS.flip, crop_size=crop,
       stride=stride, tile_batch=FLAGS.tile_batch,
     )  # fmt: skip
-    return probs.argmax(-1).astype(np.uint8)
+    return per_pixel(probs)
 
   inputs = list_inputs(FLAGS.input)
   failed = []
@@ -175,6 +221,11 @@ def main(argv):
       print(f"FAILED {path}: unreadable image ({e})", file=sys.stderr)
       continue
     label = predict(image)
+    if background is not None:
+      label, alpha = label[..., 0], label[..., 1]
+      Image.fromarray(np.dstack([image, alpha]), mode="RGBA").save(
+        os.path.join(FLAGS.output, f"{stem}_cutout.png")
+      )
     save_label_png(label, spec.palette, os.path.join(FLAGS.output, f"{stem}.png"))
     Image.fromarray(overlay(image, label, spec.palette, FLAGS.alpha)).save(
       os.path.join(FLAGS.output, f"{stem}_overlay.jpg"), quality=90

@@ -37,7 +37,8 @@ class ExportedSegmenter:
     return np.asarray(self.exported.call(np.asarray(images, np.uint8)))
 
   def predict(self, image: np.ndarray, batch: int = 8) -> np.ndarray:
-    """uint8 `[H, W, 3]` -> `[H, W]` uint8 class indices."""
+    """uint8 `[H, W, 3]` -> `[H, W]` uint8 class indices (a binary run's
+    foreground by its threshold, as `metadata["binary"]` says)."""
     h, w = image.shape[:2]
     th, tw = self.tile
     ph, pw = max(h, th), max(w, tw)
@@ -57,7 +58,15 @@ class ExportedSegmenter:
       for (y, x), tile_logits in zip(chunk, out, strict=True):
         total[y : y + th, x : x + tw] += tile_logits
         count[y : y + th, x : x + tw] += 1
-    return (total / count)[:h, :w].argmax(-1).astype(np.uint8)
+    logits = (total / count)[:h, :w]
+    binary = self.metadata.get("binary")
+    if binary is None:
+      return logits.argmax(-1).astype(np.uint8)
+    # A binary run: foreground where its softmax probability reaches the threshold.
+    fg = binary["foreground"]
+    z = logits - logits.max(-1, keepdims=True)
+    prob = np.exp(z[..., fg]) / np.exp(z).sum(-1)
+    return np.where(prob >= binary["threshold"], fg, 1 - fg).astype(np.uint8)
 
 
 def _starts(size: int, tile: int) -> list[int]:

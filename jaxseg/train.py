@@ -20,8 +20,18 @@ from flax import linen as nn
 from PIL import Image
 from tqdm.auto import tqdm
 
-from jaxseg import checkpoint, distributed, inference, losses, metrics, optim, sharding, visualize
-from jaxseg.data import augment, pipeline
+from jaxseg import (
+  checkpoint,
+  distributed,
+  gradients,
+  inference,
+  metrics,
+  optim,
+  sharding,
+  visualize,
+)
+from jaxseg import objective as objectives
+from jaxseg.data import DatasetSpec, augment, pipeline
 from jaxseg.models import onednn, preprocessing
 from jaxseg.state import TrainState, build
 
@@ -40,16 +50,14 @@ def train_step(
   config: ml_collections.ConfigDict,
   ignore_label: int,
   num_classes: int,
+  objective: objectives.Objective,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step: augment on device, forward, loss, backward, update.
 
   Randomness is `fold_in(rng, step)`, so a resumed run draws exactly what an
   uninterrupted one would. With `config.grad_accum_steps = k` the augmented
-  batch is split into k micro-batches whose gradients are summed, each loss
-  normalised by the whole batch's labelled pixels: the update equals the
-  whole batch's, except that BatchNorm normalises each micro-batch with its own
-  statistics (and updates its running averages k times) and dropout draws
-  per micro-batch. A `stop` entry in the batch (a flag per example) comes back
+  batch runs as k micro-batches with the whole batch's update
+  (`gradients.loss_and_grads`). A `stop` entry in the batch (a flag per example) comes back
   as the metric `stop`, true if any process set it, so that all processes
   agree on when to stop.
   """
@@ -70,54 +78,27 @@ def train_step(
     photometric=config.augment.photometric,
   )
   image = preprocessing.normalize(image)
-  class_weights = config.loss.class_weights
-  normalizer = jnp.sum(losses.label_weight(label, ignore_label, class_weights))
 
-  def loss_fn(params, batch_stats, image, label, dropout_rng):
+  def forward(params, batch_stats, image, rng):
     outputs, new_vars = model.apply(
       {"params": params, "batch_stats": batch_stats},
       image,
       train=True,
       mutable=["batch_stats"],
-      rngs={"dropout": dropout_rng},
+      rngs={"dropout": rng},
     )
-    loss, parts = losses.segmentation_loss(
-      outputs,
-      label,
-      ignore_label=ignore_label,
-      aux_weight=config.loss.aux_weight,
-      class_weights=class_weights,
-      normalizer=normalizer,
-    )
-    return loss, (parts, new_vars["batch_stats"])
+    return outputs, new_vars["batch_stats"]
 
-  grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-  k = config.grad_accum_steps
-  if k == 1:
-    (loss, (parts, batch_stats)), grads = grad_fn(
-      state.params, state.batch_stats, image, label, dropout_rng
-    )
-  else:
-    # Micro-batch i takes examples i, i+k, ...: every device holds a share of
-    # each, so splitting needs no communication.
-    split = lambda x: jnp.swapaxes(x.reshape(x.shape[0] // k, k, *x.shape[1:]), 0, 1)
-
-    def accumulate(carry, xs):
-      i, micro_image, micro_label = xs
-      grads, batch_stats, loss, parts = carry
-      (micro_loss, (p, batch_stats)), g = grad_fn(
-        state.params, batch_stats, micro_image, micro_label, jax.random.fold_in(dropout_rng, i)
-      )
-      add = functools.partial(jax.tree.map, jnp.add)
-      return (add(grads, g), batch_stats, loss + micro_loss, add(parts, p)), None
-
-    zeros = lambda tree: jax.tree.map(lambda x: jnp.zeros(x.shape, x.dtype), tree)
-    xs = (jnp.arange(k), split(image), split(label))
-    (_, (parts_shape, _)), _ = jax.eval_shape(
-      grad_fn, state.params, state.batch_stats, *(x[0] for x in xs[1:]), dropout_rng
-    )
-    init = (zeros(state.params), state.batch_stats, jnp.zeros((), jnp.float32), zeros(parts_shape))
-    (grads, batch_stats, loss, parts), _ = jax.lax.scan(accumulate, init, xs)
+  loss, parts, grads, batch_stats = gradients.loss_and_grads(
+    forward,
+    state.params,
+    state.batch_stats,
+    image,
+    label,
+    dropout_rng,
+    objective,
+    config.grad_accum_steps,
+  )
   updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
   new_state = TrainState(
     step=state.step + 1,
@@ -144,16 +125,21 @@ def eval_step(
   model: nn.Module,
   num_classes: int,
   ignore_label: int,
+  foreground: int | None = None,
+  threshold: float = 0.5,
 ) -> jax.Array:
-  """Adds one batch's predictions to the running `[C, C]` confusion matrix."""
+  """Adds one batch's predictions (`inference.decide`) to the running `[C, C]`
+  confusion matrix."""
   logits = inference.forward_logits(model, _variables(state), batch["image"])
-  predictions = jnp.argmax(logits, axis=-1)
+  predictions = inference.decide(jax.nn.softmax(logits), foreground, threshold)
   label = batch["label"]
   valid = (label != ignore_label) & batch["mask"][:, None, None]
   return confusion + metrics.confusion_matrix(label, predictions, num_classes, valid)
 
 
-def evaluate(state: TrainState, eval_fn, config, spec, builder, mesh) -> dict:
+def evaluate(
+  state: TrainState, eval_fn, config, spec, builder, mesh, foreground=None, threshold=0.5
+) -> dict:
   """Scores `state` on the whole eval split; returns `metrics.compute_metrics`."""
   batches = pipeline.eval_batches(config, spec, builder, mesh)
   c = spec.num_classes
@@ -170,7 +156,7 @@ def evaluate(state: TrainState, eval_fn, config, spec, builder, mesh) -> dict:
       total += np.asarray(jax.device_get(confusion), np.int64)
       confusion = zeros()
   total += np.asarray(jax.device_get(confusion), np.int64)
-  return metrics.compute_metrics(total)
+  return metrics.compute_metrics(total, foreground, threshold)
 
 
 def _check_finite(step: int, step_metrics: dict) -> None:
@@ -182,11 +168,16 @@ def _check_finite(step: int, step_metrics: dict) -> None:
     )
 
 
-def jit_train_step(config, model, optimizer, mesh, state_sharding, *, num_classes, ignore_label):
+def jit_train_step(
+  config, model, optimizer, mesh, state_sharding, *, spec: DatasetSpec, num_classes=None
+):
   """`train_step` compiled for the mesh: state donated, metrics replicated.
 
-  The one the training loop runs and `jaxseg.benchmark` times.
+  The one the training loop runs and `jaxseg.benchmark` times (which may give
+  the model another `num_classes` than the dataset's).
   """
+  num_classes, ignore_label = num_classes or spec.num_classes, spec.ignore_label
+  foreground, _ = inference.decision(config, spec.class_names)
   step = functools.partial(
     train_step,
     model=model,
@@ -195,6 +186,9 @@ def jit_train_step(config, model, optimizer, mesh, state_sharding, *, num_classe
     config=config,
     ignore_label=ignore_label,
     num_classes=num_classes,
+    objective=objectives.from_config(
+      config, num_classes, ignore_label, 1 if foreground is None else foreground
+    ),
   )
   return jax.jit(
     step,
@@ -235,12 +229,8 @@ def train_and_evaluate(
   mesh = sharding.make_mesh(config)
   sharding.check_batch_layout(config, mesh)
   spec, builder = pipeline.prepare(config)
-  weights = config.loss.class_weights
-  if weights and (len(weights) != spec.num_classes or min(weights) < 0):
-    raise ValueError(
-      f"config.loss.class_weights has {len(weights)} entries; {config.data.name!r} needs "
-      f"{spec.num_classes} non-negative weights (or () for none)"
-    )
+  foreground, threshold = inference.decision(config, spec.class_names)
+  objectives.from_config(config, spec.num_classes, spec.ignore_label)  # Checks config.loss.
   model, optimizer, init_state, abstract_state, state_sharding = build(
     config, spec.num_classes, mesh
   )
@@ -279,12 +269,16 @@ def train_and_evaluate(
     optimizer,
     mesh,
     state_sharding,
-    num_classes=spec.num_classes,
-    ignore_label=spec.ignore_label,
+    spec=spec,
   )
   p_eval_step = jax.jit(
     functools.partial(
-      eval_step, model=model, num_classes=spec.num_classes, ignore_label=spec.ignore_label
+      eval_step,
+      model=model,
+      num_classes=spec.num_classes,
+      ignore_label=spec.ignore_label,
+      foreground=foreground,
+      threshold=threshold,
     ),
     in_shardings=(state_sharding, batch_sharding, sharding.replicated(mesh)),
     out_shardings=sharding.replicated(mesh),
@@ -295,8 +289,10 @@ def train_and_evaluate(
   if config.num_pictures:
     pictures = pipeline.eval_examples(config, spec, builder, config.num_pictures)
   p_predict = jax.jit(
-    lambda state, images: jnp.argmax(
-      inference.forward_logits(model, _variables(state), images), axis=-1
+    lambda state, images: inference.decide(
+      jax.nn.softmax(inference.forward_logits(model, _variables(state), images)),
+      foreground,
+      threshold,
     ),
     # Every process holds the same pictures and gets every prediction back.
     in_shardings=(state_sharding, sharding.replicated(mesh)),
@@ -310,7 +306,7 @@ def train_and_evaluate(
 
   def run_eval(step: int) -> dict:
     t0 = time.perf_counter()
-    result = evaluate(state, p_eval_step, config, spec, builder, mesh)
+    result = evaluate(state, p_eval_step, config, spec, builder, mesh, foreground, threshold)
     record = metrics.to_json(result, spec.class_names, step)
     if config.num_pictures:
       predicted = np.asarray(p_predict(state, pictures["image"]))

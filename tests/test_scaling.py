@@ -8,6 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from jaxseg import objective as objectives
 from jaxseg import sharding, train
 from jaxseg import state as train_state
 from jaxseg.data import pipeline
@@ -32,6 +33,7 @@ def _one_step(config, batch=None):
       config=config,
       ignore_label=spec.ignore_label,
       num_classes=spec.num_classes,
+      objective=objectives.from_config(config, spec.num_classes, spec.ignore_label),
     )
   )
   return step(init_state(), sharding.to_global(batch, mesh))
@@ -51,6 +53,22 @@ def test_gradient_accumulation_gives_the_whole_batch_update(data_dir):
   whole, whole_metrics = _one_step(_bn_free_fcn(data_dir))
   accumulated, accumulated_metrics = _one_step(_bn_free_fcn(data_dir, grad_accum_steps=4))
   assert float(accumulated_metrics["loss"]) == pytest.approx(float(whole_metrics["loss"]), rel=1e-6)
+  assert float(whole_metrics["grad_norm"]) > 0
+  for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(accumulated.params), strict=True):
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
+
+
+def test_gradient_accumulation_of_whole_batch_losses_gives_the_whole_batch_update(data_dir):
+  # Dice, Lovász and OHEM are not sums over pixels: the step differentiates
+  # them on the whole batch's logits and back-propagates each slice's share.
+  config = _bn_free_fcn(data_dir)
+  config.loss.terms.update({"dice": 1.0, "lovasz": 0.5, "ohem": 0.5, "cross_entropy": 0.0})
+  config.loss.ohem.min_kept = 64
+  whole, whole_metrics = _one_step(config)
+  config.grad_accum_steps = 4
+  accumulated, accumulated_metrics = _one_step(config)
+  for key in ("loss", "loss_dice", "loss_lovasz", "loss_ohem"):
+    assert float(accumulated_metrics[key]) == pytest.approx(float(whole_metrics[key]), rel=1e-6)
   assert float(whole_metrics["grad_norm"]) > 0
   for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(accumulated.params), strict=True):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)

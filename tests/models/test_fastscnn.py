@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg import losses
 from jaxseg.models import fastscnn
+from jaxseg.objective import Objective
 from tests.helpers import RNGS, conv_bn_params, param_count, score_params
 
 
@@ -75,7 +75,7 @@ def test_auxiliary_heads_train_and_eval_has_none():
     )
     assert len(out["aux_logits"]) == 2
     assert all(a.shape == (2, 45, 61, 3) for a in out["aux_logits"])
-    return losses.segmentation_loss(out, labels, ignore_label=255, aux_weight=0.4)[0]
+    return Objective(aux_weight=0.4)(out, labels)[0]
 
   grads = jax.jit(jax.grad(loss))(variables["params"])
   # Both auxiliary heads are trained.

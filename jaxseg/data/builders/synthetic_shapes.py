@@ -15,6 +15,8 @@ channel: 0 background, 1 circle, 2 square, 3 triangle, 4 star).
 
 import dataclasses
 import io
+import json
+import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -284,3 +286,67 @@ def _polygon_mask(py, px, vertices) -> np.ndarray:
     x_at = x0 + (py - y0) * (x1 - x0) / (y1 - y0)
     inside ^= crosses & (px < x_at)
   return inside
+
+
+# ----------------------------------------------------------------------------
+# The same images as a user's binary folder (README "Losses").
+
+
+def write_binary_folder(
+  directory: str,
+  foreground: str = "star",
+  num_train: int = 4000,
+  num_validation: int = 500,
+  size: int = _DEFAULT_SIZE,
+  seed: int = 0,
+) -> None:
+  """Writes the dataset as a `folder` dataset for binary segmentation: the
+  `foreground` shape against everything else, masks stored as 0/255 PNGs
+  with `"label_map": {"255": 1}` in classes.json, as users' binary masks come.
+
+  Layout: `images/{train,val}/NNNNN.png`, `masks/{train,val}/NNNNN.png`,
+  `classes.json` with classes `["background", foreground]`.
+  """
+  if foreground not in labels.SYNTHETIC_SHAPES_CLASSES[1:]:
+    raise ValueError(
+      f"foreground={foreground!r} must be one of {list(labels.SYNTHETIC_SHAPES_CLASSES[1:])}"
+    )
+  cls = labels.SYNTHETIC_SHAPES_CLASSES.index(foreground)
+  os.makedirs(directory, exist_ok=True)
+  meta = {
+    "classes": ["background", foreground],
+    "palette": [[0, 0, 0], [255, 255, 255]],
+    "label_map": {"255": 1},
+  }
+  with open(os.path.join(directory, "classes.json"), "w") as f:
+    json.dump(meta, f, indent=2)
+  for split, sub, count in (("train", "train", num_train), ("validation", "val", num_validation)):
+    for kind in ("images", "masks"):
+      os.makedirs(os.path.join(directory, kind, sub), exist_ok=True)
+    for index in range(count):
+      image, mask = render_example(seed, _SPLIT_CODES[split], index, size, 4)
+      name = f"{index:05d}.png"
+      Image.fromarray(image).save(os.path.join(directory, "images", sub, name), compress_level=1)
+      binary = np.where(mask == cls, 255, 0).astype(np.uint8)
+      Image.fromarray(binary).save(os.path.join(directory, "masks", sub, name), compress_level=1)
+
+
+def main(argv: list[str] | None = None) -> None:
+  """`python -m jaxseg.data.builders.synthetic_shapes --binary_folder=DIR [--foreground=star]`."""
+  import argparse
+
+  parser = argparse.ArgumentParser(description=write_binary_folder.__doc__.split("\n\n")[0])
+  parser.add_argument("--binary_folder", required=True, help="Directory to write.")
+  parser.add_argument("--foreground", default="star", help="The shape that is foreground.")
+  parser.add_argument("--num_train", type=int, default=4000)
+  parser.add_argument("--num_validation", type=int, default=500)
+  args = parser.parse_args(argv)
+  write_binary_folder(args.binary_folder, args.foreground, args.num_train, args.num_validation)
+  print(
+    f"Wrote {args.num_train} + {args.num_validation} images with 0/255 {args.foreground} masks "
+    f"to {args.binary_folder}"
+  )
+
+
+if __name__ == "__main__":
+  main()
