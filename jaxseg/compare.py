@@ -2,18 +2,24 @@
 
     python -m jaxseg.compare --config=configs/fcn32s.py --config=configs/fcn16s.py \\
         --config=configs/fcn8s.py [--config.num_train_steps=2000 ...]
+    python -m jaxseg.compare --config=configs/unet.py --variant=cross_entropy \\
+        --variant="dice: --config.loss.terms.dice=1.0"
 
 Each config trains in `<workdir>/<name>` (resuming if it already has), with
 the command line's `--config.KEY=VALUE` overrides applied to every config
-alike; then a table lists per-class IoU and the summary metrics of each run's
-final evaluation, `comparison.json` in the workdir records them and
-`comparison.png` draws every run's training loss and validation mIoU.
+alike. `--variant="NAME: --config.KEY=VALUE ..."` (repeatable) trains every
+config once per variant, with the variant's own overrides on top, in
+`<workdir>/<name>` (one config) or `<workdir>/<config>-<name>`. Then a table
+lists per-class IoU and the summary metrics of each run's final evaluation
+(and a binary run's foreground F1, precision and recall), `comparison.json`
+in the workdir records them and `comparison.png` draws every run's training
+loss and validation mIoU.
 """
 
 import json
 import os
 
-from absl import flags
+from absl import app, flags
 
 from jaxseg import cli, config_files, metrics, train, visualize
 
@@ -35,7 +41,27 @@ def format_comparison(names: list[str], results: list[dict]) -> str:
   lines += [row(c, [r["iou"][c] for r in results]) for c in classes]
   lines.append("-" * len(header))
   lines += [row(k, [r[k.lower()] for r in results]) for k in ("mIoU", "mAcc", "aAcc")]
+  if all("foreground" in r for r in results):
+    lines += [
+      row(f"fg {k}", [r["foreground"][k] for r in results])
+      for k in ("iou", "f1", "precision", "recall")
+    ]
   return "\n".join(lines)
+
+
+def parse_variant(text: str) -> tuple[str, list[str]]:
+  """`"NAME: --config.KEY=VALUE ..."` -> `(NAME, overrides)`; a bare NAME has none."""
+  name, _, rest = text.partition(":")
+  name, overrides = name.strip(), rest.split()
+  if (
+    not name
+    or any(c in name for c in "/\\ ")
+    or any(not o.startswith("--config.") for o in overrides)
+  ):
+    raise ValueError(
+      f"--variant={text!r}: expected 'NAME: --config.KEY=VALUE ...' (NAME without / or spaces)"
+    )
+  return name, overrides
 
 
 def define_flags() -> None:
@@ -43,14 +69,33 @@ def define_flags() -> None:
   (from tests, notebooks or another tool) does not claim flag names."""
   cli.define_config_flag(multi=True)
   flags.DEFINE_string("workdir", "runs/compare", "Parent directory of the runs.")
+  flags.DEFINE_multi_string(
+    "variant",
+    [],
+    "'NAME: --config.KEY=VALUE ...': train each config once more with these overrides.",
+  )
 
 
 def main(argv):
   del argv
   cli.quiet_logging()
+  try:
+    variants = [parse_variant(v) for v in FLAGS.variant] or [("", [])]
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
+  configs = cli.load_configs()
+  runs = []
+  for spec, config in configs:
+    base = os.path.basename(config_files.default_workdir(spec))
+    for variant, overrides in variants:
+      try:
+        variant_config = cli.apply_overrides(config.copy_and_resolve_references(), overrides)
+      except ValueError as e:
+        raise app.UsageError(f"--variant={variant}: {e}") from None
+      name = variant if len(configs) == 1 and variant else "-".join(filter(None, (base, variant)))
+      runs.append((name, variant_config))
   names, results, curves = [], [], {}
-  for spec, config in cli.load_configs():
-    name = os.path.basename(config_files.default_workdir(spec))
+  for name, config in runs:
     workdir = os.path.join(FLAGS.workdir, name)
     print(f"\n=== {name}: {config.num_train_steps} steps of {config.batch_size} ({workdir})")
     train.train_and_evaluate(config, workdir)

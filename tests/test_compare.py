@@ -26,26 +26,12 @@ def test_compare_reports_every_config_with_the_same_overrides(trained_run, tmp_p
   workdir, result = trained_run
   for name in ("default", "psp"):
     shutil.copytree(workdir, tmp_path / name)
-  with open(os.path.join(workdir, "config.json")) as f:
-    trained = json.load(f)
-  tiny = [
-    f"--config.data.data_dir={trained['data']['data_dir']}",
-    "--config.data.variant=tiny",
-    "--config.model.backbone_width=8",
-    "--config.model.head_channels=16",
-    "--config.model.aux_channels=8",
-    "--config.crop_size=64,64",
-    "--config.batch_size=8",
-    "--config.eval_batch_size=8",
-    "--config.num_train_steps=4",
-    "--config.num_pictures=0",
-  ]
   out = run_module(
     "jaxseg.compare",
     "--config=configs/default.py",
     "--config=configs/psp.py",
     f"--workdir={tmp_path}",
-    *tiny,
+    *_tiny_overrides(workdir),
   )
   assert out.returncode == 0, out.stderr[-3000:]
   assert "Final validation results" in out.stdout
@@ -58,3 +44,55 @@ def test_compare_reports_every_config_with_the_same_overrides(trained_run, tmp_p
       config = json.load(f)
     assert config["model"]["backbone_width"] == 8 and config["num_pictures"] == 0
   assert os.path.exists(tmp_path / "comparison.png")
+
+
+def test_variants_train_one_config_with_their_own_overrides(trained_run, tmp_path):
+  workdir, _ = trained_run
+  for name in ("plain", "dice"):
+    shutil.copytree(workdir, tmp_path / name)
+  out = run_module(
+    "jaxseg.compare",
+    "--config=configs/default.py",
+    f"--workdir={tmp_path}",
+    "--variant=plain",
+    "--variant=dice: --config.loss.terms.dice=1.0 --config.log_every_steps=3",
+    *_tiny_overrides(workdir),
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  with open(tmp_path / "comparison.json") as f:
+    assert list(json.load(f)) == ["plain", "dice"]
+  configs = {n: json.loads((tmp_path / n / "config.json").read_text()) for n in ("plain", "dice")}
+  # Each variant's overrides are its own; the shared ones reach both.
+  assert configs["dice"]["loss"]["terms"]["dice"] == 1.0 and configs["dice"]["log_every_steps"] == 3
+  assert configs["plain"]["loss"]["terms"]["dice"] == 0.0
+  assert configs["plain"]["log_every_steps"] == 100
+  assert configs["plain"]["num_pictures"] == configs["dice"]["num_pictures"] == 0
+
+
+def test_a_variant_is_name_colon_overrides():
+  assert compare.parse_variant("ce") == ("ce", [])
+  assert compare.parse_variant("ce+dice: --config.loss.terms.dice=1 --config.seed=2") == (
+    "ce+dice",
+    ["--config.loss.terms.dice=1", "--config.seed=2"],
+  )
+  for bad in ("a/b: --config.seed=1", ": --config.seed=1", "x: seed=1"):
+    with pytest.raises(ValueError, match=r"NAME: --config\.KEY=VALUE"):
+      compare.parse_variant(bad)
+
+
+def _tiny_overrides(workdir):
+  """The trained_run's tiny settings as command-line overrides."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    trained = json.load(f)
+  return [
+    f"--config.data.data_dir={trained['data']['data_dir']}",
+    "--config.data.variant=tiny",
+    "--config.model.backbone_width=8",
+    "--config.model.head_channels=16",
+    "--config.model.aux_channels=8",
+    "--config.crop_size=64,64",
+    "--config.batch_size=8",
+    "--config.eval_batch_size=8",
+    "--config.num_train_steps=4",
+    "--config.num_pictures=0",
+  ]
