@@ -55,6 +55,21 @@ class Objective:
     cannot be computed alone (see `train.train_step`)."""
     return any(name not in PIXEL_SUM_TERMS for name, _, _ in self.terms)
 
+  def describe(self) -> str:
+    """One line: `1 cross_entropy + 1 dice(classes=(1,)) (auxiliary heads: 0.4 ...)`."""
+
+    def term(name, weight, options):
+      shown = {k: v for k, v in options.items() if k != "class_weights"}
+      args = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+      return f"{weight:g} {name}" + (f"({args})" if args else "")
+
+    text = " + ".join(term(*t) for t in self.terms)
+    if self.class_weights:
+      text += f", class weights {self.class_weights}"
+    if self.aux_weight:
+      text += f" (auxiliary heads: {self.aux_weight:g} cross_entropy)"
+    return text
+
   def _term(self, name, options, logits, labels, batch_labels):
     y = self.ignore_label
     weights = self.class_weights or None

@@ -230,7 +230,9 @@ def train_and_evaluate(
   sharding.check_batch_layout(config, mesh)
   spec, builder = pipeline.prepare(config)
   foreground, threshold = inference.decision(config, spec.class_names)
-  objectives.from_config(config, spec.num_classes, spec.ignore_label)  # Checks config.loss.
+  objective = objectives.from_config(
+    config, spec.num_classes, spec.ignore_label, 1 if foreground is None else foreground
+  )
   model, optimizer, init_state, abstract_state, state_sharding = build(
     config, spec.num_classes, mesh
   )
@@ -260,6 +262,7 @@ def train_and_evaluate(
       f"crop {tuple(config.crop_size)}, {config.dtype}"
     )
     print(onednn.describe())
+    print(f"loss: {objective.describe()}")
 
   # Compiled steps.
   batch_sharding = sharding.batch_sharding(mesh)

@@ -90,6 +90,13 @@ def test_binary_folder_trains_with_dice_reports_the_foreground_and_predicts_cuto
     logged = [json.loads(line) for line in f]
   # Both terms were trained and logged.
   assert any("train/loss_dice" in r and "train/loss_cross_entropy" in r for r in logged)
+  # jaxseg.evaluate scores at the same threshold as training-time evaluation.
+  scored = run_module("jaxseg.evaluate", f"--workdir={workdir}")
+  assert scored.returncode == 0, scored.stderr[-3000:]
+  assert "star (probability >= 0.3): IoU" in scored.stdout
+  with open(f"{workdir}/metrics.json") as f:
+    recorded = json.load(f)
+  assert recorded["evaluation"]["foreground"] == recorded["latest"]["foreground"]
 
   tmp_path = tmp_path / "predicted"
   image_path = sorted((folder / "images" / "val").iterdir())[0]

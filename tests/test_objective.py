@@ -62,3 +62,10 @@ def test_an_unknown_term_is_named_with_the_known_ones():
 def test_lovasz_hinge_takes_the_binary_foreground():
   built = objective.from_config(_config(**{"loss.terms.lovasz_hinge": 1.0}), 2, 255, foreground=0)
   assert dict((n, o) for n, _, o in built.terms)["lovasz_hinge"]["foreground"] == 0
+
+
+def test_the_objective_describes_itself_in_one_line():
+  config = _config(**{"loss.terms.dice": 0.5, "loss.dice.classes": (1,)})
+  assert objective.from_config(config, 5, 255).describe() == (
+    "1 cross_entropy + 0.5 dice(smooth=0.0, classes=(1,)) (auxiliary heads: 0.4 cross_entropy)"
+  )
