@@ -18,6 +18,7 @@ is bounded by a band of tiles, not by the image: an 8192×8192 image runs on a
 laptop CPU.
 """
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import jax
@@ -71,6 +72,16 @@ def decide(probs, foreground: int | None = None, threshold: float = 0.5):
   return xp.where(probs[..., foreground] >= threshold, foreground, 1 - foreground)
 
 
+def decide_logits(logits: jax.Array, foreground: int | None = None, threshold: float = 0.5):
+  """`decide` on logits `[..., C]` (on the device): the argmax, or in a binary
+  run the foreground where `logit_fg - logit_bg >= log(t / (1 - t))`, which
+  is its softmax probability reaching `t`."""
+  if foreground is None:
+    return jnp.argmax(logits, -1)
+  margin = logits[..., foreground] - logits[..., 1 - foreground]
+  return jnp.where(margin >= math.log(threshold / (1 - threshold)), foreground, 1 - foreground)
+
+
 def make_predict_fn(model, variables) -> PredictFn:
   """A jitted `uint8 [N, h, w, 3] -> float32 [N, h, w, C]` logits function.
 
@@ -92,8 +103,8 @@ def make_label_fn(
   variables = jax.device_put(variables)
 
   def run(variables, images):
-    probs = jax.nn.softmax(forward_logits(model, variables, images))
-    return decide(probs, foreground, threshold).astype(jnp.uint8)
+    logits = forward_logits(model, variables, images)
+    return decide_logits(logits, foreground, threshold).astype(jnp.uint8)
 
   run = jax.jit(run)
   m = max(1, size_multiple)

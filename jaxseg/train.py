@@ -128,10 +128,10 @@ def eval_step(
   foreground: int | None = None,
   threshold: float = 0.5,
 ) -> jax.Array:
-  """Adds one batch's predictions (`inference.decide`) to the running `[C, C]`
-  confusion matrix."""
+  """Adds one batch's predictions (`inference.decide_logits`) to the running
+  `[C, C]` confusion matrix."""
   logits = inference.forward_logits(model, _variables(state), batch["image"])
-  predictions = inference.decide(jax.nn.softmax(logits), foreground, threshold)
+  predictions = inference.decide_logits(logits, foreground, threshold)
   label = batch["label"]
   valid = (label != ignore_label) & batch["mask"][:, None, None]
   return confusion + metrics.confusion_matrix(label, predictions, num_classes, valid)
@@ -292,10 +292,8 @@ def train_and_evaluate(
   if config.num_pictures:
     pictures = pipeline.eval_examples(config, spec, builder, config.num_pictures)
   p_predict = jax.jit(
-    lambda state, images: inference.decide(
-      jax.nn.softmax(inference.forward_logits(model, _variables(state), images)),
-      foreground,
-      threshold,
+    lambda state, images: inference.decide_logits(
+      inference.forward_logits(model, _variables(state), images), foreground, threshold
     ),
     # Every process holds the same pictures and gets every prediction back.
     in_shardings=(state_sharding, sharding.replicated(mesh)),

@@ -4,6 +4,7 @@ predict writes cut-outs."""
 
 import json
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -149,3 +150,14 @@ def test_serving_thresholds_a_binary_exports_foreground():
   logits = np.array([[[0.0, -1.0], [0.0, -0.5]], [[0.0, 0.0], [0.0, 1.0]]], np.float32)
   labels = Stub(logits).predict(np.zeros((2, 2, 3), np.uint8))
   np.testing.assert_array_equal(labels, [[0, 1], [1, 1]])
+
+
+def test_deciding_on_logits_equals_deciding_on_probabilities():
+  rng = np.random.default_rng(0)
+  logits = jnp.asarray(rng.normal(size=(500, 2)) * 3, jnp.float32)
+  probs = np.asarray(jax.nn.softmax(logits))
+  for foreground, threshold in ((None, 0.5), (1, 0.5), (1, 0.2), (0, 0.9)):
+    np.testing.assert_array_equal(
+      inference.decide_logits(logits, foreground, threshold),
+      inference.decide(probs, foreground, threshold),
+    )
