@@ -40,7 +40,7 @@ CONFIG_ARGS = {
   "unet.py": PAPER_ARGS,
   "lraspp.py": ["", "mobilenet_v3_large", *DATASET_ARGS],
   "fastscnn.py": ["", "paper", *DATASET_ARGS],
-  "binary.py": ["", "paper"],
+  "binary.py": ["", "paper", "shapes"],
 }
 
 
