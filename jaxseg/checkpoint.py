@@ -19,6 +19,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from jaxseg import errors
+
 BEST_METRIC = "miou"
 
 
@@ -125,7 +127,7 @@ def _step_directory(path: str) -> str:
   steps = [int(d) for d in os.listdir(root) if d.isdigit()] if os.path.isdir(root) else []
   steps = [s for s in steps if os.path.isdir(os.path.join(root, str(s), "state"))]
   if not steps:
-    raise FileNotFoundError(
+    raise errors.MissingInput(
       f"{path!r} is neither a jaxseg workdir, its checkpoints directory, nor one checkpoint "
       "(a directory with a 'state' subdirectory)"
     )

@@ -8,7 +8,10 @@ type fails before any work). Those that take several configs (benchmark,
 compare) repeat `--config=` and apply the same overrides to each.
 """
 
+import functools
+import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 
 import ml_collections
@@ -16,7 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import jaxseg
-from jaxseg import config_files
+from jaxseg import config_files, errors
 
 FLAGS = flags.FLAGS
 _OVERRIDE = re.compile(r"^--?(no)?config\.")
@@ -25,9 +28,24 @@ _overrides: list[str] = []
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-  """Starts a command line: jaxseg's XLA flags, then absl with `parse_flags`."""
+  """Starts a command line: jaxseg's XLA flags, then absl with `parse_flags`.
+
+  An `errors.UserError` ends it with one line, `error: <message>`, and exit
+  status 2 (`JAXSEG_TRACEBACK=1` shows the traceback as well); any other
+  exception is a bug and keeps its traceback.
+  """
   jaxseg.set_xla_flags()
-  app.run(main, flags_parser=parse_flags)
+  app.run(functools.partial(_report_user_errors, main), flags_parser=parse_flags)
+
+
+def _report_user_errors(main: Callable[[list[str]], None], argv: list[str]) -> None:
+  try:
+    main(argv)
+  except errors.UserError as e:
+    if os.environ.get("JAXSEG_TRACEBACK"):
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -65,9 +83,11 @@ def apply_overrides(
     flag_values(argv)
   except (AttributeError, KeyError) as e:
     key = str(e).strip("'\"")
-    raise ValueError(f"{_named(overrides, key)}: the config has no field {key!r}") from None
+    raise errors.InvalidInput(
+      f"{_named(overrides, key)}: the config has no field {key!r}"
+    ) from None
   except flags.Error as e:
-    raise ValueError(str(e)) from None
+    raise errors.InvalidInput(str(e)) from None
   return flag_values.config
 
 
@@ -104,7 +124,7 @@ class SizeParser(flags.ArgumentParser):
     if len(parts) == 1:
       parts *= 2
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-      raise ValueError(f"{argument!r} is not a size 'H,W' of two positive integers")
+      raise errors.InvalidInput(f"{argument!r} is not a size 'H,W' of two positive integers")
     return int(parts[0]), int(parts[1])
 
   def flag_type(self) -> str:

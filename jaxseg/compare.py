@@ -21,7 +21,7 @@ import os
 
 from absl import app, flags
 
-from jaxseg import cli, config_files, metrics, train, visualize
+from jaxseg import cli, config_files, errors, metrics, train, visualize
 
 FLAGS = flags.FLAGS
 
@@ -58,7 +58,7 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     or any(c in name for c in "/\\ ")
     or any(not o.startswith("--config.") for o in overrides)
   ):
-    raise ValueError(
+    raise errors.InvalidInput(
       f"--variant={text!r}: expected 'NAME: --config.KEY=VALUE ...' (NAME without / or spaces)"
     )
   return name, overrides

@@ -12,7 +12,7 @@ import jax
 import ml_collections
 from flax import linen as nn
 
-from jaxseg import checkpoint, inference, pretrained, sharding, state
+from jaxseg import checkpoint, errors, inference, pretrained, sharding, state
 from jaxseg.data import get_dataset_spec
 from jaxseg.models import create_model
 
@@ -21,7 +21,7 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run in `workdir` trained with (its `config.json`)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} is missing: --workdir must be a jaxseg training run")
+    raise errors.MissingInput(f"{path} is missing: --workdir must be a jaxseg training run")
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   _upgrade(config)
@@ -59,7 +59,7 @@ RESUMABLE_FIELDS = (
 )
 
 
-class ResumeRefusedError(ValueError):
+class ResumeRefusedError(errors.InvalidInput):
   """A run was asked to resume with a config its checkpoints do not describe."""
 
 
@@ -138,14 +138,14 @@ def resolve_step(config: ml_collections.ConfigDict, workdir: str, which: str) ->
   try:
     steps = ckpt.all_steps()
     if not steps:
-      raise FileNotFoundError(f"No checkpoint in {ckpt.directory}")
+      raise errors.MissingInput(f"No checkpoint in {ckpt.directory}")
     if which == "latest":
       return max(steps)
     if which == "best":
       best = ckpt.best_step()
       return best if best is not None else max(steps)
     if not which.isdigit() or int(which) not in steps:
-      raise ValueError(f"checkpoint {which!r}: saved steps are {sorted(steps)}")
+      raise errors.InvalidInput(f"checkpoint {which!r}: saved steps are {sorted(steps)}")
     return int(which)
   finally:
     ckpt.close()
@@ -180,7 +180,7 @@ def load_train_state(
   try:
     step = ckpt.latest_step() if step is None else step
     if step is None:
-      raise FileNotFoundError(f"No checkpoint in {ckpt.directory}")
+      raise errors.MissingInput(f"No checkpoint in {ckpt.directory}")
     target = checkpoint.abstract_with_shardings(setup.abstract_state, setup.state_sharding)
     return setup.model, ckpt.restore(step, target)
   finally:

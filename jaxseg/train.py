@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from jaxseg import (
   checkpoint,
   distributed,
+  errors,
   gradients,
   inference,
   metrics,
@@ -37,7 +38,7 @@ from jaxseg.models import onednn, preprocessing
 from jaxseg.state import TrainState, build
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(errors.UserError, FloatingPointError):
   """The loss became NaN or infinite; the state of that step is not saved."""
 
 

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from jaxseg import runs, train
-from tests.helpers import tiny_config
+from tests.helpers import run_module, tiny_config
 
 
 def _snapshot(workdir) -> dict[str, str]:
@@ -69,3 +69,37 @@ def test_steps_and_cadence_may_change_and_are_recorded(two_step_run):
     record = json.loads(f.read().splitlines()[-1])
   assert record["changed"] == {"eval_every_steps": [2, 3], "num_train_steps": [2, 3]}
   assert runs.load_run_config(workdir).num_train_steps == 3
+
+
+def _tiny_flags(workdir):
+  with open(os.path.join(workdir, "config.json")) as f:
+    data_dir = json.load(f)["data"]["data_dir"]
+  return [
+    f"--workdir={workdir}", "--config=configs/default.py", "--config.data.variant=tiny",
+    f"--config.data.data_dir={data_dir}", "--config.model.backbone_width=8",
+    "--config.model.head_channels=16", "--config.model.aux_channels=8",
+    "--config.batch_size=8", "--config.eval_batch_size=8", "--config.num_train_steps=2",
+    "--config.num_pictures=0", "--config.warmup_steps=1",
+  ]  # fmt: skip
+
+
+def test_user_errors_end_in_one_line_and_status_2(two_step_run, tmp_path):
+  workdir, _ = two_step_run
+  before = _snapshot(workdir)
+  cases = {
+    "--config.learning_rate=0.5": "error: --workdir=",  # A refused resume.
+    "--config.loss.terms.cross_entropy=0": "error: config.loss.terms: every weight is 0",
+  }
+  for flag, start in cases.items():
+    out = run_module("jaxseg.main", *_tiny_flags(workdir), flag)
+    assert out.returncode == 2, out.stderr[-3000:]
+    assert out.stderr.strip().splitlines()[-1].startswith(start), out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+  assert _snapshot(workdir) == before
+  missing = run_module("jaxseg.evaluate", f"--workdir={tmp_path / 'nothing'}")
+  assert missing.returncode == 2 and "config.json is missing" in missing.stderr
+  assert missing.stderr.strip().splitlines()[-1].startswith("error: ")
+  # The debug switch shows where it came from.
+  env = {"JAXSEG_TRACEBACK": "1"}
+  traced = run_module("jaxseg.evaluate", f"--workdir={tmp_path / 'nothing'}", env=env)
+  assert traced.returncode != 0 and "Traceback" in traced.stderr
