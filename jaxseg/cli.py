@@ -19,7 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import jaxseg
-from jaxseg import config_files, errors
+from jaxseg import config_checks, config_files, errors
 
 FLAGS = flags.FLAGS
 _OVERRIDE = re.compile(r"^--?(no)?config\.")
@@ -97,14 +97,20 @@ def _named(overrides: Sequence[str], key: str) -> str:
 
 def load_configs(specs: Sequence[str] | None = None) -> list[tuple[str, ml_collections.ConfigDict]]:
   """`(spec, config)` for each `--config` (or `specs`), with this command
-  line's `--config.KEY=VALUE` overrides applied to every one."""
+  line's `--config.KEY=VALUE` overrides applied to every one, their numbers
+  checked (`config_checks`)."""
   specs = FLAGS.config if specs is None else specs
   if isinstance(specs, str):
     specs = [specs]
   try:
-    return [(spec, apply_overrides(config_files.load_config(spec), _overrides)) for spec in specs]
-  except ValueError as e:  # A mistyped key or value: say so, no traceback.
-    raise app.UsageError(str(e)) from None
+    configs = [
+      (spec, apply_overrides(config_files.load_config(spec), _overrides)) for spec in specs
+    ]
+  except ValueError as e:  # A mistyped key or value: one `error:` line (`run`).
+    raise errors.InvalidInput(str(e)) from None
+  for _, config in configs:
+    config_checks.check_numbers(config)
+  return configs
 
 
 def define_run_flags() -> None:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from jaxseg import (
   checkpoint,
+  config_checks,
   distributed,
   errors,
   gradients,
@@ -224,6 +225,7 @@ def train_and_evaluate(
 
   # Data and model. Everything that can be wrong with the config fails here,
   # before anything is compiled.
+  config_checks.check_numbers(config)
   mesh = sharding.make_mesh(config)
   sharding.check_batch_layout(config, mesh)
   spec, builder = pipeline.prepare(config)

@@ -89,6 +89,7 @@ def test_user_errors_end_in_one_line_and_status_2(two_step_run, tmp_path):
   cases = {
     "--config.learning_rate=0.5": "error: --workdir=",  # A refused resume.
     "--config.loss.terms.cross_entropy=0": "error: config.loss.terms: every weight is 0",
+    "--config.crop_size=-8,64": "error: config.crop_size=(-8, 64) must be (height, width)",
   }
   for flag, start in cases.items():
     out = run_module("jaxseg.main", *_tiny_flags(workdir), flag)
