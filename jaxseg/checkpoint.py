@@ -19,6 +19,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
+from jaxseg import errors
+
 BEST_METRIC = "miou"
 
 
@@ -125,11 +127,41 @@ def _step_directory(path: str) -> str:
   steps = [int(d) for d in os.listdir(root) if d.isdigit()] if os.path.isdir(root) else []
   steps = [s for s in steps if os.path.isdir(os.path.join(root, str(s), "state"))]
   if not steps:
-    raise FileNotFoundError(
+    raise errors.MissingInput(
       f"{path!r} is neither a jaxseg workdir, its checkpoints directory, nor one checkpoint "
       "(a directory with a 'state' subdirectory)"
     )
   return os.path.join(root, str(max(steps)))
+
+
+def saved_steps(workdir: str) -> list[int]:
+  """The complete checkpoints of the run in `workdir`, without opening a
+  manager (which would create directories)."""
+  root = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(root):
+    return []
+  complete = lambda d: d.isdigit() and os.path.isdir(os.path.join(root, d, "state"))
+  return sorted(int(d) for d in os.listdir(root) if complete(d))
+
+
+def stored_variable_shapes(workdir: str, step: int) -> dict[str, tuple[int, ...]]:
+  """`{"params/.../kernel": shape}` (and `batch_stats/...`) of a saved step, from
+  its metadata alone."""
+  item = os.path.join(os.path.abspath(workdir), "checkpoints", str(step), "state")
+  tree = ocp.PyTreeCheckpointer().metadata(item).item_metadata.tree
+  shapes = {}
+
+  def walk(prefix, node):
+    if isinstance(node, dict):
+      for key, value in node.items():
+        walk(f"{prefix}/{key}" if prefix else str(key), value)
+    elif hasattr(node, "shape"):
+      shapes[prefix] = tuple(node.shape)
+
+  for key in ("params", "batch_stats"):
+    if key in tree:
+      walk(key, tree[key])
+  return shapes
 
 
 def read_variables(path: str) -> tuple[dict[str, Any], str]:

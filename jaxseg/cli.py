@@ -8,7 +8,10 @@ type fails before any work). Those that take several configs (benchmark,
 compare) repeat `--config=` and apply the same overrides to each.
 """
 
+import functools
+import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 
 import ml_collections
@@ -16,7 +19,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import jaxseg
-from jaxseg import config_files
+from jaxseg import config_checks, config_files, errors
 
 FLAGS = flags.FLAGS
 _OVERRIDE = re.compile(r"^--?(no)?config\.")
@@ -25,9 +28,24 @@ _overrides: list[str] = []
 
 
 def run(main: Callable[[list[str]], None]) -> None:
-  """Starts a command line: jaxseg's XLA flags, then absl with `parse_flags`."""
+  """Starts a command line: jaxseg's XLA flags, then absl with `parse_flags`.
+
+  An `errors.UserError` ends it with one line, `error: <message>`, and exit
+  status 2 (`JAXSEG_TRACEBACK=1` shows the traceback as well); any other
+  exception is a bug and keeps its traceback.
+  """
   jaxseg.set_xla_flags()
-  app.run(main, flags_parser=parse_flags)
+  app.run(functools.partial(_report_user_errors, main), flags_parser=parse_flags)
+
+
+def _report_user_errors(main: Callable[[list[str]], None], argv: list[str]) -> None:
+  try:
+    main(argv)
+  except errors.UserError as e:
+    if os.environ.get("JAXSEG_TRACEBACK"):
+      raise
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -65,9 +83,11 @@ def apply_overrides(
     flag_values(argv)
   except (AttributeError, KeyError) as e:
     key = str(e).strip("'\"")
-    raise ValueError(f"{_named(overrides, key)}: the config has no field {key!r}") from None
+    raise errors.InvalidInput(
+      f"{_named(overrides, key)}: the config has no field {key!r}"
+    ) from None
   except flags.Error as e:
-    raise ValueError(str(e)) from None
+    raise errors.InvalidInput(str(e)) from None
   return flag_values.config
 
 
@@ -77,14 +97,20 @@ def _named(overrides: Sequence[str], key: str) -> str:
 
 def load_configs(specs: Sequence[str] | None = None) -> list[tuple[str, ml_collections.ConfigDict]]:
   """`(spec, config)` for each `--config` (or `specs`), with this command
-  line's `--config.KEY=VALUE` overrides applied to every one."""
+  line's `--config.KEY=VALUE` overrides applied to every one, their numbers
+  checked (`config_checks`)."""
   specs = FLAGS.config if specs is None else specs
   if isinstance(specs, str):
     specs = [specs]
   try:
-    return [(spec, apply_overrides(config_files.load_config(spec), _overrides)) for spec in specs]
-  except ValueError as e:  # A mistyped key or value: say so, no traceback.
-    raise app.UsageError(str(e)) from None
+    configs = [
+      (spec, apply_overrides(config_files.load_config(spec), _overrides)) for spec in specs
+    ]
+  except ValueError as e:  # A mistyped key or value: one `error:` line (`run`).
+    raise errors.InvalidInput(str(e)) from None
+  for _, config in configs:
+    config_checks.check_numbers(config)
+  return configs
 
 
 def define_run_flags() -> None:
@@ -104,7 +130,7 @@ class SizeParser(flags.ArgumentParser):
     if len(parts) == 1:
       parts *= 2
     if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
-      raise ValueError(f"{argument!r} is not a size 'H,W' of two positive integers")
+      raise errors.InvalidInput(f"{argument!r} is not a size 'H,W' of two positive integers")
     return int(parts[0]), int(parts[1])
 
   def flag_type(self) -> str:

@@ -19,9 +19,9 @@ loss and validation mIoU.
 import json
 import os
 
-from absl import app, flags
+from absl import flags
 
-from jaxseg import cli, config_files, metrics, train, visualize
+from jaxseg import cli, config_files, errors, metrics, train, visualize
 
 FLAGS = flags.FLAGS
 
@@ -58,7 +58,7 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
     or any(c in name for c in "/\\ ")
     or any(not o.startswith("--config.") for o in overrides)
   ):
-    raise ValueError(
+    raise errors.InvalidInput(
       f"--variant={text!r}: expected 'NAME: --config.KEY=VALUE ...' (NAME without / or spaces)"
     )
   return name, overrides
@@ -82,7 +82,7 @@ def main(argv):
   try:
     variants = [parse_variant(v) for v in FLAGS.variant] or [("", [])]
   except ValueError as e:
-    raise app.UsageError(str(e)) from None
+    raise errors.InvalidInput(str(e)) from None
   configs = cli.load_configs()
   runs = []
   for spec, config in configs:
@@ -91,7 +91,7 @@ def main(argv):
       try:
         variant_config = cli.apply_overrides(config.copy_and_resolve_references(), overrides)
       except ValueError as e:
-        raise app.UsageError(f"--variant={variant}: {e}") from None
+        raise errors.InvalidInput(f"--variant={variant}: {e}") from None
       name = variant if len(configs) == 1 and variant else "-".join(filter(None, (base, variant)))
       runs.append((name, variant_config))
   names, results, curves = [], [], {}

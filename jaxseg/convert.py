@@ -12,7 +12,7 @@ import sys
 
 from absl import app, flags
 
-from jaxseg import pretrained
+from jaxseg import errors, pretrained
 
 flags.DEFINE_enum("arch", None, pretrained.ARCHS, "Architecture the file must hold.")
 flags.DEFINE_string("input", None, "torchvision/timm state dict: .pth, .pt, .bin or .safetensors.")
@@ -23,10 +23,12 @@ flags.mark_flags_as_required(["arch", "input", "output"])
 def convert(arch: str, input_path: str, output_path: str) -> str:
   """Converts `input_path` (which must hold `arch`) to `output_path`; returns a summary."""
   if not output_path.endswith(".safetensors"):
-    raise ValueError(f"--output={output_path!r} must end in .safetensors")
+    raise errors.InvalidInput(f"--output={output_path!r} must end in .safetensors")
   flat, found, unused = pretrained.load(input_path)
   if found != arch:
-    raise ValueError(f"--input={input_path!r} holds a {found}, not the --arch={arch} asked for")
+    raise errors.InvalidInput(
+      f"--input={input_path!r} holds a {found}, not the --arch={arch} asked for"
+    )
   pretrained.save(output_path, flat, arch, source=input_path)
   params = sum(v.size for k, v in flat.items() if k.startswith("params/"))
   summary = f"{arch}: {len(flat)} arrays ({params:,} parameters) -> {output_path}"

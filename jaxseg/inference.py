@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
+from jaxseg import errors
 from jaxseg.models import preprocessing
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
@@ -54,12 +55,12 @@ def decision(config, class_names: Sequence[str]) -> tuple[int | None, float]:
   if not name:
     return None, 0.5
   if len(class_names) != 2 or name not in class_names:
-    raise ValueError(
+    raise errors.InvalidInput(
       f"config.binary.foreground={name!r}: binary mode needs a two-class dataset with that "
       f"class; this one has {list(class_names)}"
     )
   if not 0 < threshold < 1:
-    raise ValueError(f"config.binary.threshold={threshold!r} must be between 0 and 1")
+    raise errors.InvalidInput(f"config.binary.threshold={threshold!r} must be between 0 and 1")
   return list(class_names).index(name), float(threshold)
 
 
@@ -187,7 +188,9 @@ def slide_bands(
   ch, cw = crop_size
   sh, sw = stride
   if sh <= 0 or sw <= 0 or sh > ch or sw > cw:
-    raise ValueError(f"slide stride {tuple(stride)} must be in 1..crop size {tuple(crop_size)}")
+    raise errors.InvalidInput(
+      f"slide stride {tuple(stride)} must be in 1..crop size {tuple(crop_size)}"
+    )
   # Images smaller than a tile are padded up to it (and cropped back).
   padded = _pad_to(image, max(h, ch), max(w, cw))
   ph, pw = padded.shape[:2]
@@ -291,7 +294,7 @@ def predict_probs(
     crop_size, stride, tile_batch: `slide`'s tiles.
   """
   if mode not in ("whole", "slide"):
-    raise ValueError(f"mode must be 'whole' or 'slide', not {mode!r}")
+    raise errors.InvalidInput(f"mode must be 'whole' or 'slide', not {mode!r}")
   h, w = image.shape[:2]
   total = None
   for scale in scales:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import ml_collections
 
-from jaxseg import benchmark
+from jaxseg import benchmark, errors
 
 PYTORCH_REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pytorch_reference.py")
 
@@ -32,9 +32,9 @@ def parse_sizes(text: str) -> list[tuple[int, int]]:
     try:
       h, w = (int(v) for v in part.lower().split("x"))
     except ValueError:
-      raise ValueError(f"--sizes: {part!r} is not HxW (e.g. 512x1024)") from None
+      raise errors.InvalidInput(f"--sizes: {part!r} is not HxW (e.g. 512x1024)") from None
     if h <= 0 or w <= 0:
-      raise ValueError(f"--sizes: {part!r} must be positive")
+      raise errors.InvalidInput(f"--sizes: {part!r} must be positive")
     sizes.append((h, w))
   return sizes
 
@@ -107,9 +107,9 @@ def measure_torch(
   try:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
   except OSError as e:
-    raise ValueError(f"--torch_python={python} cannot run: {e}") from None
+    raise errors.InvalidInput(f"--torch_python={python} cannot run: {e}") from None
   if done.returncode != 0:
-    raise ValueError(
+    raise errors.InvalidInput(
       f"--torch_python={python}: {os.path.basename(PYTORCH_REFERENCE)} failed "
       f"(exit {done.returncode}):\n{done.stderr[-2000:]}"
     )

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxseg import losses
+from jaxseg import errors, losses
 
 # Terms that are sums over pixels, so a split batch's shares add up.
 PIXEL_SUM_TERMS = ("cross_entropy", "focal")
@@ -82,7 +82,7 @@ class Objective:
       normalizer = None if batch_labels is None else jnp.sum(batch_labels != y)
       return losses.focal(logits, labels, y, normalizer=normalizer, **options)
     if batch_labels is not None:
-      raise ValueError(f"loss term {name!r} needs the whole batch, not a micro-batch")
+      raise errors.InvalidInput(f"loss term {name!r} needs the whole batch, not a micro-batch")
     if name in ("ohem", "dice", "tversky"):
       options = {**options, "class_weights": weights}
     return _TERM_FNS[name](logits, labels, y, **options)
@@ -125,7 +125,7 @@ class Objective:
 
 
 def _fail(key: str, message: str):
-  raise ValueError(f"config.loss.{key}: {message}")
+  raise errors.InvalidInput(f"config.loss.{key}: {message}")
 
 
 def _classes(key: str, value, num_classes: int) -> tuple[int, ...]:

@@ -10,6 +10,8 @@ from typing import NamedTuple
 import ml_collections
 import optax
 
+from jaxseg import errors
+
 OPTIMIZERS = ("sgd", "adamw")
 
 
@@ -45,7 +47,7 @@ def create(config: ml_collections.ConfigDict) -> Optimizer:
   """
   name = config.get("optimizer", "sgd")  # Runs from before the option used SGD.
   if name not in OPTIMIZERS:
-    raise ValueError(f"config.optimizer={name!r} must be one of {OPTIMIZERS}")
+    raise errors.InvalidInput(f"config.optimizer={name!r} must be one of {OPTIMIZERS}")
   schedule = learning_rate_schedule(config)
   if name == "adamw":
     tx = optax.adamw(schedule, b1=0.9, b2=0.999, weight_decay=config.weight_decay)

@@ -26,7 +26,7 @@ import numpy as np
 from absl import flags
 from PIL import Image
 
-from jaxseg import cli, inference, runs, video
+from jaxseg import cli, errors, inference, runs, video
 from jaxseg.data import get_dataset_spec, labels
 
 FLAGS = flags.FLAGS
@@ -39,7 +39,7 @@ def list_inputs(path: str) -> list[str]:
     names = sorted(n for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
     return [os.path.join(path, n) for n in names]
   if not os.path.exists(path):
-    raise FileNotFoundError(f"--input={path} does not exist")
+    raise errors.MissingInput(f"--input={path} does not exist")
   return [path]
 
 
@@ -65,18 +65,15 @@ def overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: fl
 
 
 def cutout_class(class_names) -> int:
-  """The index of `--background` among the run's classes; exits with one
-  `error:` line naming them if it is not one."""
+  """The index of `--background` among the run's classes; raises naming them
+  if it is not one."""
   if FLAGS.background not in class_names:
-    print(
-      f"error: --cutout needs a background class: --background={FLAGS.background!r} is not one "
-      f"of this run's classes {list(class_names)}",
-      file=sys.stderr,
+    raise errors.InvalidInput(
+      f"--cutout needs a background class: --background={FLAGS.background!r} is not one "
+      f"of this run's classes {list(class_names)}"
     )
-    sys.exit(1)
   if not 0 <= FLAGS.cutout_threshold < 1:
-    print(f"error: --cutout_threshold={FLAGS.cutout_threshold} must be in [0, 1)", file=sys.stderr)
-    sys.exit(1)
+    raise errors.InvalidInput(f"--cutout_threshold={FLAGS.cutout_threshold} must be in [0, 1)")
   return list(class_names).index(FLAGS.background)
 
 
@@ -175,11 +172,7 @@ def main(argv):
   if video.is_video(FLAGS.input) or (FLAGS.fps > 0 and os.path.isdir(FLAGS.input)):
     config, _, model, variables = runs.load_model(FLAGS.workdir, FLAGS.checkpoint)
     os.makedirs(FLAGS.output, exist_ok=True)
-    try:
-      predict_clip(config, model, variables)
-    except video.VideoError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(1)
+    predict_clip(config, model, variables)  # A VideoError is one `error:` line (cli.run).
     return
   config, _, predict_fn = runs.load_predictor(FLAGS.workdir, FLAGS.checkpoint)
   spec = get_dataset_spec(config.data)

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 import numpy as np
 from flax import traverse_util
 
+from jaxseg import errors
 from jaxseg.models import backbones
 
 JAXSEG_FORMAT = "jaxseg-backbone"
@@ -53,7 +54,7 @@ def read_state_dict(path: str) -> tuple[Flat, dict[str, str]]:
   """The tensors of `path` by name, as float32 numpy arrays, and the file's
   metadata (a `.safetensors` header's; empty for torch files)."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f"backbone weights file {path!r} does not exist")
+    raise errors.MissingInput(f"backbone weights file {path!r} does not exist")
   if path.endswith(".safetensors"):
     from safetensors import safe_open
 
@@ -78,11 +79,15 @@ def read_state_dict(path: str) -> tuple[Flat, dict[str, str]]:
   ):
     state = state["state_dict"]  # Training checkpoints wrap the weights.
   if not isinstance(state, Mapping):
-    raise ValueError(f"{path!r} holds a {type(state).__name__}, not a state dict of tensors")
+    raise errors.InvalidInput(
+      f"{path!r} holds a {type(state).__name__}, not a state dict of tensors"
+    )
   tensors = {}
   for key, value in state.items():
     if not isinstance(value, torch.Tensor):
-      raise ValueError(f"{path!r}: entry {key!r} is a {type(value).__name__}, not a tensor")
+      raise errors.InvalidInput(
+        f"{path!r}: entry {key!r} is a {type(value).__name__}, not a tensor"
+      )
     tensors[key.removeprefix("module.")] = value.detach().float().numpy()
   return tensors, {}
 
@@ -95,7 +100,7 @@ def detect_arch(keys) -> str:
     if arch is not None:
       return arch
   sample = ", ".join(sorted(keys)[:5])
-  raise ValueError(
+  raise errors.InvalidInput(
     f"not a state dict of any backbone jaxseg reads ({', '.join(ARCHS)}; names: {sample}, ...)"
   )
 
@@ -139,7 +144,9 @@ def torch_layout_to_jaxseg(key: str, value: np.ndarray) -> tuple[str, np.ndarray
     return f"params/{path}/bias", value
   if leaf in _RUNNING_STATS:
     return f"batch_stats/{path}/{_RUNNING_STATS[leaf]}", value
-  raise ValueError(f"tensor {key!r} is neither a convolution, a BatchNorm nor a classifier")
+  raise errors.InvalidInput(
+    f"tensor {key!r} is neither a convolution, a BatchNorm nor a classifier"
+  )
 
 
 def load(path: str) -> tuple[Flat, str, list[str]]:
@@ -182,7 +189,7 @@ def check_fits(flat: Flat, target: dict, source: str) -> None:
   if wrong:
     problems.append(f"shapes differ ({len(wrong)}): {'; '.join(wrong[:8])}")
   if problems:
-    raise ValueError(f"{source} does not fit the model: " + " | ".join(problems))
+    raise errors.InvalidInput(f"{source} does not fit the model: " + " | ".join(problems))
 
 
 def backbone_values(model, weights_file: str, abstract_variables: Mapping) -> tuple[Flat, str]:
@@ -204,15 +211,15 @@ def backbone_values(model, weights_file: str, abstract_variables: Mapping) -> tu
   source = f"config.model.backbone_weights={weights_file!r}"
   arch = getattr(model, "backbone", None)
   if arch is None or backbones.get(arch).weights is None:
-    raise ValueError(f"{source}: {type(model).__name__} has no ImageNet backbone to load")
+    raise errors.InvalidInput(f"{source}: {type(model).__name__} has no ImageNet backbone to load")
   try:
     flat, file_arch, unused = load(path)
   except FileNotFoundError as e:
-    raise FileNotFoundError(f"{source}: {e}") from e
+    raise errors.MissingInput(f"{source}: {e}") from e
   except ValueError as e:
-    raise ValueError(f"{source}: {e}") from e
+    raise errors.InvalidInput(f"{source}: {e}") from e
   if file_arch != arch:
-    raise ValueError(f"{source} holds a {file_arch}; the model's backbone is a {arch}")
+    raise errors.InvalidInput(f"{source} holds a {file_arch}; the model's backbone is a {arch}")
   target = {
     f"{collection}/backbone/{k}": v
     for collection in ("params", "batch_stats")

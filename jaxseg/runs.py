@@ -12,7 +12,7 @@ import jax
 import ml_collections
 from flax import linen as nn
 
-from jaxseg import checkpoint, inference, pretrained, sharding, state
+from jaxseg import checkpoint, errors, inference, pretrained, sharding, state
 from jaxseg.data import get_dataset_spec
 from jaxseg.models import create_model
 
@@ -21,7 +21,7 @@ def load_run_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run in `workdir` trained with (its `config.json`)."""
   path = os.path.join(workdir, "config.json")
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} is missing: --workdir must be a jaxseg training run")
+    raise errors.MissingInput(f"{path} is missing: --workdir must be a jaxseg training run")
   with open(path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   _upgrade(config)
@@ -36,20 +36,116 @@ def _upgrade(config: ml_collections.ConfigDict) -> None:
     del model["batch_norm"]
 
 
+# Fields a resumed run may change: how long it trains and how it logs,
+# evaluates, checkpoints and lays itself out on the machine. Anything else
+# would make the checkpoints describe another experiment.
+RESUMABLE_FIELDS = (
+  "num_train_steps",
+  "log_every_steps",
+  "eval_every_steps",
+  "checkpoint_every_steps",
+  "keep_checkpoints",
+  "num_pictures",
+  "eval_batch_size",
+  "init_from",  # Only a fresh run reads it.
+  "conv_backend",
+  "data.num_threads",
+  "data.prefetch_batches",
+  "data.data_dir",
+  "data.manual_dir",
+  "mesh.data",
+  "mesh.fsdp",
+  "mesh.fsdp_min_size",
+)
+
+
+class ResumeRefusedError(errors.InvalidInput):
+  """A run was asked to resume with a config its checkpoints do not describe."""
+
+
+def _flat_json(config) -> dict:
+  flat = {}
+
+  def walk(prefix, node):
+    for key, value in node.items():
+      name = f"{prefix}.{key}" if prefix else key
+      if isinstance(value, dict):
+        walk(name, value)
+      else:
+        flat[name] = value
+
+  walk("", json.loads(config.to_json_best_effort()))
+  return flat
+
+
+def check_resume(workdir: str, config: ml_collections.ConfigDict, abstract_state) -> dict:
+  """Whether `config` may resume the run in `workdir`; touches nothing.
+
+  Returns:
+    `{field: (old, new)}` of the `RESUMABLE_FIELDS` that changed (empty for a
+    fresh run or an unchanged one).
+
+  Raises:
+    ResumeRefusedError naming the fields that differ from the run's
+    `config.json` (fields a newer jaxseg added are not compared), or the
+    arrays whose shapes differ from the latest checkpoint's.
+  """
+  steps = checkpoint.saved_steps(workdir)
+  if not steps:
+    return {}
+  advice = (
+    f"nothing in {workdir} was changed. Train this config in another --workdir, or start "
+    f"from this run's weights there with --config.init_from={workdir}"
+  )
+  changed = {}
+  if os.path.exists(os.path.join(workdir, "config.json")):
+    old, new = _flat_json(load_run_config(workdir)), _flat_json(config)
+    differ = {k: (old[k], new[k]) for k in sorted(old.keys() & new.keys()) if old[k] != new[k]}
+    refused = {k: v for k, v in differ.items() if k not in RESUMABLE_FIELDS}
+    if refused:
+      listed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in refused.items())
+      raise ResumeRefusedError(
+        f"--workdir={workdir} holds a run (checkpoint step {steps[-1]}) trained with another "
+        f"config: {listed}; {advice}"
+      )
+    changed = {k: v for k, v in differ.items() if k in RESUMABLE_FIELDS}
+  stored = checkpoint.stored_variable_shapes(workdir, steps[-1])
+  wanted = {
+    k: tuple(v.shape)
+    for k, v in pretrained.flatten_dict(
+      {"params": abstract_state.params, "batch_stats": abstract_state.batch_stats}
+    ).items()
+  }
+  mismatched = [
+    f"{k} {stored.get(k)} -> {wanted.get(k)}"
+    for k in sorted(stored.keys() | wanted.keys(), key=lambda k: (k.startswith("batch"), k))
+    if stored.get(k) != wanted.get(k)
+  ]
+  if mismatched:
+    shown = ", ".join(mismatched[:4])
+    if len(mismatched) > 4:
+      shown += f" and {len(mismatched) - 4} more"
+    raise ResumeRefusedError(
+      f"--workdir={workdir}: checkpoint step {steps[-1]} does not fit this config's model "
+      f"({shown}); {advice}"
+    )
+  return changed
+
+
 def resolve_step(config: ml_collections.ConfigDict, workdir: str, which: str) -> int:
   """'best' / 'latest' / a number -> a saved step; raises naming what exists."""
   ckpt = checkpoint.for_run(workdir, config)
   try:
     steps = ckpt.all_steps()
     if not steps:
-      raise FileNotFoundError(f"No checkpoint in {ckpt.directory}")
+      raise errors.MissingInput(f"No checkpoint in {ckpt.directory}")
     if which == "latest":
       return max(steps)
     if which == "best":
       best = ckpt.best_step()
       return best if best is not None else max(steps)
     if not which.isdigit() or int(which) not in steps:
-      raise ValueError(f"checkpoint {which!r}: saved steps are {sorted(steps)}")
+      raise errors.InvalidInput(f"checkpoint {which!r}: saved steps are {sorted(steps)}")
     return int(which)
   finally:
     ckpt.close()
@@ -84,7 +180,7 @@ def load_train_state(
   try:
     step = ckpt.latest_step() if step is None else step
     if step is None:
-      raise FileNotFoundError(f"No checkpoint in {ckpt.directory}")
+      raise errors.MissingInput(f"No checkpoint in {ckpt.directory}")
     target = checkpoint.abstract_with_shardings(setup.abstract_state, setup.state_sharding)
     return setup.model, ckpt.restore(step, target)
   finally:

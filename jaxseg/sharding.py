@@ -16,6 +16,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxseg import errors
+
 DATA_AXIS = "data"
 
 
@@ -26,7 +28,7 @@ def make_mesh(config: ml_collections.ConfigDict) -> Mesh:
   if size == -1:
     size = num_devices
   if size != num_devices:
-    raise ValueError(
+    raise errors.InvalidInput(
       f"config.mesh.data={config.mesh.data} must be -1 or the number of devices ({num_devices})"
     )
   return jax.make_mesh((size,), (DATA_AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
@@ -79,7 +81,7 @@ def per_process_batch_size(global_batch_size: int, mesh: Mesh, key: str) -> int:
   """This process's share of a global batch; raises naming the config `key`."""
   devices = mesh.shape[DATA_AXIS]
   if global_batch_size % devices:
-    raise ValueError(
+    raise errors.InvalidInput(
       f"{key}={global_batch_size} must be divisible by the number of devices ({devices})"
     )
   return global_batch_size // jax.process_count()
@@ -98,9 +100,9 @@ def check_batch_layout(config: ml_collections.ConfigDict, mesh: Mesh) -> None:
   the devices and processes."""
   accum, devices = config.grad_accum_steps, mesh.shape[DATA_AXIS]
   if not isinstance(accum, int) or accum < 1:
-    raise ValueError(f"config.grad_accum_steps={accum!r} must be a positive integer")
+    raise errors.InvalidInput(f"config.grad_accum_steps={accum!r} must be a positive integer")
   if config.batch_size % (accum * devices):
-    raise ValueError(
+    raise errors.InvalidInput(
       f"config.batch_size={config.batch_size} must be divisible by config.grad_accum_steps "
       f"({accum}) times the number of devices ({devices})"
     )

@@ -22,11 +22,14 @@ from tqdm.auto import tqdm
 
 from jaxseg import (
   checkpoint,
+  config_checks,
   distributed,
+  errors,
   gradients,
   inference,
   metrics,
   optim,
+  runs,
   sharding,
   visualize,
 )
@@ -36,7 +39,7 @@ from jaxseg.models import onednn, preprocessing
 from jaxseg.state import TrainState, build
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(errors.UserError, FloatingPointError):
   """The loss became NaN or infinite; the state of that step is not saved."""
 
 
@@ -219,13 +222,10 @@ def train_and_evaluate(
   """
   t_start = time.perf_counter()
   is_main = jax.process_index() == 0
-  if is_main:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
 
   # Data and model. Everything that can be wrong with the config fails here,
   # before anything is compiled.
+  config_checks.check_numbers(config)
   mesh = sharding.make_mesh(config)
   sharding.check_batch_layout(config, mesh)
   spec, builder = pipeline.prepare(config)
@@ -236,6 +236,15 @@ def train_and_evaluate(
   model, optimizer, init_state, abstract_state, state_sharding = build(
     config, spec.num_classes, mesh
   )
+  # A resumed run must be the experiment its checkpoints hold: checked before
+  # anything in the workdir is written.
+  changed = runs.check_resume(workdir, config, abstract_state)
+  if is_main:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+    if changed:
+      _record_resume_changes(workdir, changed)
 
   # State: restored from the latest checkpoint, or freshly initialised.
   ckpt = checkpoint.for_run(workdir, config)
@@ -426,6 +435,13 @@ def train_and_evaluate(
       f"[{_duration(time.perf_counter() - t_start)}]  workdir {workdir}"
     )
   return result
+
+
+def _record_resume_changes(workdir: str, changed: dict) -> None:
+  """Says which fields a resume changed and appends them to `resumes.jsonl`."""
+  print("Resuming with " + ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+  with open(os.path.join(workdir, "resumes.jsonl"), "a") as f:
+    f.write(json.dumps({"changed": {k: list(v) for k, v in changed.items()}}) + "\n")
 
 
 def _variables(state: TrainState) -> dict:

@@ -21,13 +21,15 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from jaxseg import errors
+
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 
 # `[N, H, W, 3]` uint8 frames -> `[N, H, W]` uint8 labels.
 LabelFn = Callable[[np.ndarray], np.ndarray]
 
 
-class VideoError(ValueError):
+class VideoError(errors.InvalidInput):
   """A file that cannot be read or written as a video; the message says why."""
 
 

@@ -111,9 +111,10 @@ def save_safetensors(state: dict, path) -> str:
   return str(path)
 
 
-def run_module(module: str, *args: str) -> subprocess.CompletedProcess:
-  """`python -m module args...` from the repository root, output captured."""
-  env = {**os.environ, "PYTHONPATH": ROOT}
+def run_module(module: str, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+  """`python -m module args...` from the repository root, output captured;
+  `env` adds environment variables."""
+  env = {**os.environ, "PYTHONPATH": ROOT, **(env or {})}
   return subprocess.run(
     [sys.executable, "-m", module, *args],
     capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,

@@ -132,7 +132,7 @@ def test_binary_folder_trains_with_dice_reports_the_foreground_and_predicts_cuto
     "jaxseg.predict", f"--workdir={workdir}", f"--input={image_path}", f"--output={tmp_path}",
     "--cutout", "--background=sky",
   )  # fmt: skip
-  assert wrong.returncode == 1
+  assert wrong.returncode == 2
   assert wrong.stderr.strip().splitlines()[-1].startswith("error: --cutout needs a background")
   assert "Traceback" not in wrong.stderr
 

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import pytest
 from flax import traverse_util
 
-from jaxseg import config_files
+from jaxseg import config_checks, config_files
 from jaxseg.data import get_dataset_spec
 from jaxseg.models import create_model
 
@@ -58,6 +58,7 @@ def _load(path: str, arg: str):
 )
 def test_config_loads_and_names_resolve(path, arg):
   config = _load(path, arg)
+  config_checks.check_numbers(config)
   # A folder's classes come from the folder; any number does here.
   num_classes = 3 if config.data.name == "folder" else get_dataset_spec(config.data).num_classes
   model = create_model(config, num_classes)

@@ -97,7 +97,7 @@ def test_a_folder_of_frames_is_a_clip_at_the_given_rate(trained_run, tmp_path):
   # A frame of another size is named.
   Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(frames / "999.png")
   out = _predict(workdir, frames, tmp_path / "out2", "--fps=12")
-  assert out.returncode == 1 and "error: " in out.stderr and "999.png is 10x10" in out.stderr
+  assert out.returncode == 2 and "error: " in out.stderr and "999.png is 10x10" in out.stderr
 
 
 def _empty_video(path):
@@ -120,7 +120,7 @@ def test_bad_videos_get_one_clear_error(trained_run, tmp_path, make, message):
   workdir, _ = trained_run
   make(tmp_path / "bad.mp4")
   out = _predict(workdir, tmp_path / "bad.mp4", tmp_path / "out")
-  assert out.returncode == 1
+  assert out.returncode == 2
   assert "error: " in out.stderr and message in out.stderr, out.stderr[-2000:]
   assert "Traceback" not in out.stderr
   assert not (tmp_path / "out" / "bad_overlay.mp4").exists()

@@ -28,6 +28,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from jaxseg import errors
 from jaxseg.data import labels
 
 
@@ -160,7 +161,7 @@ def get_dataset_spec(data: ml_collections.ConfigDict | str) -> DatasetSpec:
   name = data if isinstance(data, str) else data.name
   if name == FOLDER:
     if isinstance(data, str) or not data.get("folder"):
-      raise ValueError("config.data.name='folder' needs config.data.folder=DIR")
+      raise errors.InvalidInput("config.data.name='folder' needs config.data.folder=DIR")
     from jaxseg.data.builders import folder
 
     meta = folder.read_meta(data.folder)
@@ -172,7 +173,7 @@ def get_dataset_spec(data: ml_collections.ConfigDict | str) -> DatasetSpec:
     )
   if name not in DATASETS:
     known = sorted(DATASETS)
-    raise ValueError(f"config.data.name={name!r} is not a known dataset; known: {known}")
+    raise errors.InvalidInput(f"config.data.name={name!r} is not a known dataset; known: {known}")
   spec = DATASETS[name]
   if spec.builder_module:
     importlib.import_module(spec.builder_module)  # Registers the TFDS builder.

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from jaxseg import errors
 from jaxseg.data import photometric as photometric_lib
 from jaxseg.models.preprocessing import MEAN_RGB
 
@@ -70,7 +71,7 @@ def augment_batch(
   if base_scale is None:
     base_scale = jnp.ones((n,), jnp.float32)
   if cat_max_ratio < 1.0 and num_classes is None:
-    raise ValueError("augment_batch: cat_max_ratio < 1 needs num_classes")
+    raise errors.InvalidInput("augment_batch: cat_max_ratio < 1 needs num_classes")
   keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n))
 
   def one(k, im, lb, sz, base):

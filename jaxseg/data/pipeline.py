@@ -31,7 +31,7 @@ import tensorflow_datasets as tfds
 from jax.experimental import multihost_utils
 from PIL import Image
 
-from jaxseg import sharding
+from jaxseg import errors, sharding
 from jaxseg.data import FOLDER, DatasetSpec, get_dataset_spec
 from jaxseg.data.builders import folder
 from jaxseg.models import preprocessing
@@ -73,7 +73,7 @@ def prepare(config: ml_collections.ConfigDict) -> tuple[DatasetSpec, tfds.core.D
       except AssertionError as e:  # TFDS's way of saying the manual dir is missing.
         if "Manual directory" not in str(e):
           raise
-        raise FileNotFoundError(
+        raise errors.MissingInput(
           f"{e}\nSet config.data.manual_dir (or $JAXSEG_MANUAL_DIR) to that directory."
         ) from None
     if jax.process_count() > 1:
@@ -98,20 +98,26 @@ class _DecodeAndCheck:
       label = label[..., 0]
     where = self.where(index)
     if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-      raise ValueError(f"{where}: image must be uint8 [H, W, 3], got {image.dtype} {image.shape}")
+      raise errors.InvalidInput(
+        f"{where}: image must be uint8 [H, W, 3], got {image.dtype} {image.shape}"
+      )
     if image.shape[:2] != label.shape:
-      raise ValueError(f"{where}: image size {image.shape[:2]} != label size {label.shape}")
+      raise errors.InvalidInput(
+        f"{where}: image size {image.shape[:2]} != label size {label.shape}"
+      )
     label = label.astype(np.int32)
     mapped = ""
     if self.spec.label_map is not None:
       lut = np.asarray(self.spec.label_map, np.int32)
       if label.min() < 0 or label.max() >= len(lut):
-        raise ValueError(f"{where}: raw label values outside [0, {len(lut)}) of its label map")
+        raise errors.InvalidInput(
+          f"{where}: raw label values outside [0, {len(lut)}) of its label map"
+        )
       label, mapped = lut[label], " after the dataset's label map"
     bad = (label >= self.spec.num_classes) | (label < 0)
     bad &= label != self.spec.ignore_label
     if bad.any():
-      raise ValueError(
+      raise errors.InvalidInput(
         f"{where}: label values {sorted(np.unique(label[bad]).tolist())}{mapped} are outside "
         f"[0, {self.spec.num_classes}) and not the ignore label {self.spec.ignore_label}"
       )
@@ -141,7 +147,7 @@ class _FitAndPad:
     ph, pw = self.shape
     if h > ph or w > pw:
       if not self.downscale:
-        raise ValueError(
+        raise errors.InvalidInput(
           f"{self.check.where(index)}: size {(h, w)} does not fit {self.key}={self.shape}; "
           "raise it (validation images are scored at their own size, never resized)"
         )

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
+from jaxseg import errors
 from jaxseg.models import backbones, deeplab, fastscnn, fcn, lraspp, onednn, pspnet, segnet, unet
 
 # A class, or a partial of one that fixes the attributes naming a variant.
@@ -43,19 +44,21 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modu
   name = kwargs.pop("name")
   kwargs.pop("backbone_weights", None)  # Read by `jaxseg.state`, not a model attribute.
   if name not in MODELS:
-    raise ValueError(f"config.model.name={name!r} is not a known model; known: {sorted(MODELS)}")
+    raise errors.InvalidInput(
+      f"config.model.name={name!r} is not a known model; known: {sorted(MODELS)}"
+    )
   cls = MODELS[name]
   module = cls.func if isinstance(cls, functools.partial) else cls
   fixed = set(cls.keywords) if isinstance(cls, functools.partial) else set()
   fields = {f.name for f in dataclasses.fields(module)} - {"parent", "name"} - fixed
   for key in kwargs:
     if key not in fields:
-      raise ValueError(
+      raise errors.InvalidInput(
         f"config.model.{key} is not an attribute {name!r} takes; "
         f"it takes: {sorted(fields - {'num_classes', 'dtype'})}"
       )
   if config.dtype not in DTYPES:
-    raise ValueError(f"config.dtype={config.dtype!r} must be one of {sorted(DTYPES)}")
+    raise errors.InvalidInput(f"config.dtype={config.dtype!r} must be one of {sorted(DTYPES)}")
   onednn.set_backend(config.get("conv_backend", "auto"))
   for key, value in kwargs.items():
     if isinstance(value, list):

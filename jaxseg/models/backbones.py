@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from flax import linen as nn
 
+from jaxseg import errors
 from jaxseg.models import mobilenet, resnet, vgg
 
 
@@ -95,7 +96,7 @@ _CONFIG_KEYS = {"width": "backbone_width"}
 def get(name: str) -> Backbone:
   """The registered backbone `name`; raises naming `config.model.backbone`."""
   if name not in BACKBONES:
-    raise ValueError(
+    raise errors.InvalidInput(
       f"config.model.backbone={name!r} is not a registered backbone; known: {sorted(BACKBONES)}"
     )
   return BACKBONES[name]
@@ -107,12 +108,12 @@ def check(name: str, endpoints: Iterable[str], model: str, output_stride: int | 
   backbone = get(name)
   missing = [e for e in endpoints if e not in backbone.endpoints]
   if missing:
-    raise ValueError(
+    raise errors.InvalidInput(
       f"config.model.backbone={name!r} has no endpoint {missing[0]!r}, which {model} reads; "
       f"it has: {', '.join(backbone.endpoints)}"
     )
   if output_stride is not None and output_stride not in backbone.output_strides:
-    raise ValueError(
+    raise errors.InvalidInput(
       f"config.model.output_stride={output_stride}: backbone {name!r} runs at output stride "
       f"{', '.join(map(str, backbone.output_strides))}"
     )
@@ -142,7 +143,7 @@ def create(
     if key in takes:
       kwargs[key] = value
     elif value is not False and value != ():
-      raise ValueError(
+      raise errors.InvalidInput(
         f"config.model.{_CONFIG_KEYS.get(key, key)}={value!r} does not apply to backbone "
         f"{name!r} (it takes: {', '.join(sorted(takes))})"
       )

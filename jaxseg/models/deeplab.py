@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxseg import errors
 from jaxseg.models import backbones, heads, layers
 
 
@@ -86,7 +87,9 @@ class DeepLabV3(nn.Module):
     size = image.shape[1:3]
     rates = self.rates if self.rates is not None else heads.PAPER_ASPP_RATES.get(self.output_stride)
     if rates is None:
-      raise ValueError(f"No paper ASPP rates for output_stride={self.output_stride}; set rates")
+      raise errors.InvalidInput(
+        f"No paper ASPP rates for output_stride={self.output_stride}; set rates"
+      )
     x, endpoints = backbones.create(
       self.backbone,
       output_stride=self.output_stride,

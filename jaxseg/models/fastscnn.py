@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxseg import errors
 from jaxseg.models import heads, layers, mobilenet
 
 
@@ -128,7 +129,7 @@ class FastSCNN(nn.Module):
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     if len(self.downsample_channels) != 3:
-      raise ValueError(
+      raise errors.InvalidInput(
         f"downsample_channels={tuple(self.downsample_channels)} needs 3 values: "
         "the stride-2 convolution's and the two separable convolutions'"
       )

@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxseg import errors
 from jaxseg.models import backbones, layers, vgg
 
 # Offsets of the crops in the authors' networks (they follow from padding 100,
@@ -78,9 +79,9 @@ class FCN(nn.Module):
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     if self.stride not in _FINAL_OFFSET:
-      raise ValueError(f"FCN stride must be 32, 16 or 8, got {self.stride}")
+      raise errors.InvalidInput(f"FCN stride must be 32, 16 or 8, got {self.stride}")
     if self.input_padding not in (0, 100):
-      raise ValueError(
+      raise errors.InvalidInput(
         "FCN input_padding (config.model.input_padding) must be 100 (the paper's) or 0, "
         f"got {self.input_padding}"
       )

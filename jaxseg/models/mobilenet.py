@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxseg import errors
 from jaxseg.models import layers
 
 
@@ -207,7 +208,9 @@ class MobileNetV2Features(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
     if self.output_stride not in (8, 16, 32):
-      raise ValueError(f"MobileNetV2 runs at output stride 8, 16 or 32, not {self.output_stride}")
+      raise errors.InvalidInput(
+        f"MobileNetV2 runs at output stride 8, 16 or 32, not {self.output_stride}"
+      )
     x = layers.ConvNormActivation(32, 3, 2, dtype=self.dtype, name="0")(x, train=train)
     endpoints, stride, nominal, dilation, index = {}, 2, 2, 1, 0
     _record(endpoints, index, x, nominal)
@@ -241,7 +244,9 @@ class MobileNetV3LargeFeatures(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
     if self.output_stride not in (16, 32):
-      raise ValueError(f"MobileNetV3 runs at output stride 16 or 32, not {self.output_stride}")
+      raise errors.InvalidInput(
+        f"MobileNetV3 runs at output stride 16 or 32, not {self.output_stride}"
+      )
     unit = functools.partial(
       layers.ConvNormActivation, bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype
     )
@@ -301,12 +306,12 @@ def detect_weights(keys: set[str]) -> str | None:
   if "features.1.conv.0.0.weight" in keys:
     blocks = len({k.split(".")[1] for k in keys if k.startswith("features.")})
     if blocks != 19:
-      raise ValueError(f"a MobileNetV2 has 19 feature layers; this file has {blocks}")
+      raise errors.InvalidInput(f"a MobileNetV2 has 19 feature layers; this file has {blocks}")
     return "mobilenet_v2"
   if "features.1.block.0.0.weight" in keys:
     blocks = len({k.split(".")[1] for k in keys if k.startswith("features.")})
     if blocks != 17:
-      raise ValueError(
+      raise errors.InvalidInput(
         f"a MobileNetV3-Large has 17 feature layers; this file has {blocks} "
         "(MobileNetV3-Small is not a jaxseg backbone)"
       )

@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxseg import errors
+
 BACKENDS = ("auto", "onednn", "xla")
 _TARGETS = ("forward", "backward_data", "backward_weights")
 _backend = "auto"
@@ -107,9 +109,9 @@ def set_backend(name: str) -> None:
   """Sets the process-wide backend for models traced from now on."""
   global _backend  # noqa: PLW0603 - one setting for the whole process, read at trace time.
   if name not in BACKENDS:
-    raise ValueError(f"config.conv_backend must be one of {BACKENDS}, not {name!r}")
+    raise errors.InvalidInput(f"config.conv_backend must be one of {BACKENDS}, not {name!r}")
   if name == "onednn" and not available():
-    raise ValueError(f"config.conv_backend='onednn' but {_load()[1]}")
+    raise errors.InvalidInput(f"config.conv_backend='onednn' but {_load()[1]}")
   _backend = name
 
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxseg import errors
 from jaxseg.models import layers
 
 
@@ -150,7 +151,7 @@ class ResNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
     if self.output_stride not in (8, 16, 32):
-      raise ValueError(f"output_stride must be 8, 16 or 32, got {self.output_stride}")
+      raise errors.InvalidInput(f"output_stride must be 8, 16 or 32, got {self.output_stride}")
     x = layers.Conv(self.width, 7, 2, dtype=self.dtype, name="conv1")(x)
     x = nn.relu(layers.batch_norm(train, self.dtype, name="bn1")(x))
     x = layers.max_pool_3x3_s2(x)
@@ -204,7 +205,7 @@ def detect_weights(keys: set[str]) -> str | None:
   if "layer1.0.conv1.weight" not in keys:
     return None
   if "conv1.0.weight" in keys:
-    raise ValueError(
+    raise errors.InvalidInput(
       "this is a deep-stem ResNet (timm's ResNet-C/D variants, 'conv1.0.weight'); jaxseg's "
       "ResNets are torchvision's"
     )
@@ -213,7 +214,7 @@ def detect_weights(keys: set[str]) -> str | None:
   arch = _BY_STRUCTURE.get((bottleneck, blocks))
   if arch is None:
     kind = "bottleneck" if bottleneck else "basic-block"
-    raise ValueError(
+    raise errors.InvalidInput(
       f"a {kind} ResNet with {blocks} blocks in layer3 is none of {sorted(_BY_STRUCTURE.values())}"
     )
   return arch

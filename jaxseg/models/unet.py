@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxseg import errors
 from jaxseg.models import layers
 
 
@@ -54,7 +55,7 @@ class UNet(nn.Module):
   @nn.compact
   def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
     if self.up_mode not in ("transpose", "bilinear"):
-      raise ValueError(f"up_mode must be 'transpose' or 'bilinear', got {self.up_mode!r}")
+      raise errors.InvalidInput(f"up_mode must be 'transpose' or 'bilinear', got {self.up_mode!r}")
     h, w = image.shape[1:3]
     x = layers.pad_to_multiple(image, 2**self.depth)
     skips = []

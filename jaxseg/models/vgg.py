@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from jaxseg import errors
 from jaxseg.models import layers
 
 # Channels per convolution, "M" a 2×2 max pool (torchvision's configuration "D").
@@ -147,7 +148,9 @@ class VGG(nn.Module):
 def width_from_divisor(divisor: int) -> int:
   """`VGG.width` of VGG16 with every channel count divided by `divisor`."""
   if divisor < 1 or 64 % divisor:
-    raise ValueError(f"config.model.width_divisor={divisor} must divide VGG16's 64 first channels")
+    raise errors.InvalidInput(
+      f"config.model.width_divisor={divisor} must divide VGG16's 64 first channels"
+    )
   return 64 // divisor
 
 

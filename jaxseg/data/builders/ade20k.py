@@ -15,6 +15,7 @@ import os
 
 import tensorflow_datasets as tfds
 
+from jaxseg import errors
 from jaxseg.data.builders import common
 
 URL = "http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip"
@@ -55,7 +56,7 @@ class Ade20k(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, root: str, part: str):
     images = os.path.join(root, "images", part)
     if not os.path.isdir(images):
-      raise FileNotFoundError(f"ade20k: {images} is missing")
+      raise errors.MissingInput(f"ade20k: {images} is missing")
     for name in sorted(os.listdir(images)):
       stem, ext = os.path.splitext(name)
       if ext.lower() != ".jpg":

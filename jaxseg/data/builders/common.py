@@ -6,6 +6,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from jaxseg import errors
+
 
 def segmentation_features(image_encoding: str) -> tfds.features.FeaturesDict:
   """`image` (RGB), `segmentation_mask` (one-channel PNG of class values) and
@@ -22,14 +24,14 @@ def segmentation_features(image_encoding: str) -> tfds.features.FeaturesDict:
 def read_index_png(path: str) -> np.ndarray:
   """A palette-indexed (or greyscale) label PNG as its `[H, W]` uint8 indices."""
   if not os.path.exists(path):
-    raise FileNotFoundError(f"label file {path} is missing")
+    raise errors.MissingInput(f"label file {path} is missing")
   try:
     with Image.open(path) as im:
       if im.mode not in ("P", "L"):
-        raise ValueError(
+        raise errors.InvalidInput(
           f"{path}: label PNG has mode {im.mode!r}; expected palette-indexed ('P') or "
           "greyscale ('L') class indices, not colours"
         )
       return np.asarray(im, np.uint8)
   except OSError as e:
-    raise ValueError(f"{path}: unreadable label image ({e})") from e
+    raise errors.InvalidInput(f"{path}: unreadable label image ({e})") from e

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from jaxseg import errors
 from jaxseg.data import labels
 from jaxseg.data.builders import common
 
@@ -51,10 +52,10 @@ class FolderMeta:
 def read_meta(folder: str) -> FolderMeta:
   """Reads and checks `classes.json` (or `.yaml`) in `folder`."""
   if not os.path.isdir(folder):
-    raise FileNotFoundError(f"config.data.folder={folder!r} is not a directory")
+    raise errors.MissingInput(f"config.data.folder={folder!r} is not a directory")
   paths = [os.path.join(folder, m) for m in META_FILES if os.path.exists(os.path.join(folder, m))]
   if not paths:
-    raise FileNotFoundError(
+    raise errors.MissingInput(
       f"{folder} has no {' or '.join(META_FILES)}: it must list the class names, e.g. "
       '{"classes": ["background", "cat"]}'
     )
@@ -67,23 +68,25 @@ def read_meta(folder: str) -> FolderMeta:
 
       meta = yaml.safe_load(f)
   if not isinstance(meta, dict) or not meta.get("classes"):
-    raise ValueError(f'{path}: needs a non-empty "classes" list of class names')
+    raise errors.InvalidInput(f'{path}: needs a non-empty "classes" list of class names')
   names = tuple(str(c) for c in meta["classes"])
   unknown = set(meta) - {"classes", "palette", "label_map", "ignore_label"}
   if unknown:
-    raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
+    raise errors.InvalidInput(f"{path}: unknown keys {sorted(unknown)}")
   ignore = int(meta.get("ignore_label", labels.IGNORE_LABEL))
   if "palette" in meta:
     palette = np.asarray(meta["palette"])
     if palette.shape != (len(names), 3) or palette.min() < 0 or palette.max() > 255:
-      raise ValueError(f'{path}: "palette" must be {len(names)} [r, g, b] triples in 0..255')
+      raise errors.InvalidInput(
+        f'{path}: "palette" must be {len(names)} [r, g, b] triples in 0..255'
+      )
     palette = palette.astype(np.uint8)
   else:
     palette = labels.bit_palette(len(names))
   label_map = {int(k): int(v) for k, v in meta.get("label_map", {}).items()}
   for stored, mapped in label_map.items():
     if not (0 <= stored < 256) or not (0 <= mapped < len(names) or mapped == ignore):
-      raise ValueError(
+      raise errors.InvalidInput(
         f'{path}: "label_map" {stored} -> {mapped} is not a class or the ignore label'
       )
   return FolderMeta(names, palette, label_map, ignore, "ignore_label" in meta)
@@ -145,7 +148,7 @@ class UserFolder(tfds.core.GeneratorBasedBuilder):
       mask_path = os.path.join(masks, f"{stem}.png")
       mask = read_mask(mask_path, meta)
       if mask.shape != image.shape[:2]:
-        raise ValueError(
+        raise errors.InvalidInput(
           f"{mask_path}: mask size {mask.shape} differs from image {image_path} {image.shape[:2]}"
         )
       yield stem, {"image": image, "segmentation_mask": mask[..., None], "file_name": stem}
@@ -155,17 +158,17 @@ def _stems(images: str, sub: str) -> list[tuple[str, str]]:
   """`(stem, file name)` of the images in `images/sub`, sorted; duplicates refused."""
   directory = os.path.join(images, sub)
   if not os.path.isdir(directory):
-    raise FileNotFoundError(f"{directory} is missing")
+    raise errors.MissingInput(f"{directory} is missing")
   found: dict[str, str] = {}
   for name in sorted(os.listdir(directory)):
     stem, ext = os.path.splitext(name)
     if ext.lower() not in IMAGE_EXTENSIONS:
       continue
     if stem in found:
-      raise ValueError(f"{directory}: {found[stem]} and {name} share the name {stem!r}")
+      raise errors.InvalidInput(f"{directory}: {found[stem]} and {name} share the name {stem!r}")
     found[stem] = name
   if not found:
-    raise FileNotFoundError(f"{directory} has no {'/'.join(IMAGE_EXTENSIONS)} images")
+    raise errors.MissingInput(f"{directory} has no {'/'.join(IMAGE_EXTENSIONS)} images")
   return list(found.items())
 
 
@@ -174,13 +177,13 @@ def _read_image(path: str) -> np.ndarray:
     with Image.open(path) as im:
       return np.asarray(im.convert("RGB"))
   except OSError as e:
-    raise ValueError(f"{path}: unreadable image ({e})") from e
+    raise errors.InvalidInput(f"{path}: unreadable image ({e})") from e
 
 
 def read_mask(path: str, meta: FolderMeta) -> np.ndarray:
   """A mask file -> `[H, W]` uint8 class indices (ignore label allowed), checked."""
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path}: mask missing for its image")
+    raise errors.MissingInput(f"{path}: mask missing for its image")
   try:
     with Image.open(path) as im:
       if im.mode in ("RGB", "RGBA"):
@@ -188,11 +191,13 @@ def read_mask(path: str, meta: FolderMeta) -> np.ndarray:
       elif im.mode in ("P", "L", "I", "I;16"):
         mask = np.asarray(im).astype(np.int64)
       else:
-        raise ValueError(f"{path}: mask mode {im.mode!r} is neither indices nor RGB colours")
+        raise errors.InvalidInput(
+          f"{path}: mask mode {im.mode!r} is neither indices nor RGB colours"
+        )
   except OSError as e:
-    raise ValueError(f"{path}: unreadable mask ({e})") from e
+    raise errors.InvalidInput(f"{path}: unreadable mask ({e})") from e
   if mask.max() > 255:
-    raise ValueError(f"{path}: mask values up to {mask.max()}; at most 255 are supported")
+    raise errors.InvalidInput(f"{path}: mask values up to {mask.max()}; at most 255 are supported")
   values = set(np.unique(mask).tolist())
   if (
     not meta.label_map
@@ -201,7 +206,7 @@ def read_mask(path: str, meta: FolderMeta) -> np.ndarray:
     and 255 in values
     and values <= {0, 255}
   ):
-    raise ValueError(
+    raise errors.InvalidInput(
       f"{path}: a 0/255 binary mask, but 255 is the ignore label, so every foreground "
       'pixel would be ignored. Add "label_map": {"255": 1} to classes.json (or '
       '"ignore_label": 255 if 255 really marks pixels to ignore).'
@@ -214,7 +219,7 @@ def read_mask(path: str, meta: FolderMeta) -> np.ndarray:
   bad = sorted(v for v in np.unique(mask).tolist() if v >= len(meta.class_names))
   bad = [v for v in bad if v != meta.ignore_label]
   if bad:
-    raise ValueError(
+    raise errors.InvalidInput(
       f"{path}: mask values {bad} are not classes 0..{len(meta.class_names) - 1} "
       f"nor the ignore label {meta.ignore_label}; fix the file or add a "
       '"label_map" to classes.json'
@@ -233,5 +238,5 @@ def _colours_to_indices(rgb: np.ndarray, meta: FolderMeta, path: str) -> np.ndar
   unknown = [c for c in unique.tolist() if c not in lookup]
   if unknown:
     colours = [((c >> 16) & 255, (c >> 8) & 255, c & 255) for c in unknown[:5]]
-    raise ValueError(f"{path}: colours {colours} are not in the palette of classes.json")
+    raise errors.InvalidInput(f"{path}: colours {colours} are not in the palette of classes.json")
   return np.asarray([lookup[c] for c in unique.tolist()])[inverse].reshape(rgb.shape[:2])

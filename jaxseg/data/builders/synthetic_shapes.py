@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from jaxseg import errors
 from jaxseg.data import labels
 
 _SPLIT_CODES = {"train": 0, "validation": 1}
@@ -308,7 +309,7 @@ def write_binary_folder(
   `classes.json` with classes `["background", foreground]`.
   """
   if foreground not in labels.SYNTHETIC_SHAPES_CLASSES[1:]:
-    raise ValueError(
+    raise errors.InvalidInput(
       f"foreground={foreground!r} must be one of {list(labels.SYNTHETIC_SHAPES_CLASSES[1:])}"
     )
   cls = labels.SYNTHETIC_SHAPES_CLASSES.index(foreground)

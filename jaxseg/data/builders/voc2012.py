@@ -19,6 +19,7 @@ import tarfile
 import numpy as np
 import tensorflow_datasets as tfds
 
+from jaxseg import errors
 from jaxseg.data import labels
 from jaxseg.data.builders import common
 
@@ -91,7 +92,7 @@ class Voc2012(tfds.core.GeneratorBasedBuilder):
       else:
         mask = read_sbd_mat(os.path.join(sbd_cls, f"{image_id}.mat"))
       if not os.path.exists(image):
-        raise FileNotFoundError(f"voc2012: {image} is missing (listed in the split files)")
+        raise errors.MissingInput(f"voc2012: {image} is missing (listed in the split files)")
       yield image_id, {"image": image, "segmentation_mask": mask[..., None], "file_name": image_id}
 
 
@@ -101,17 +102,17 @@ def _extracted(manual: str, archive: str, folder: str, dl_manager, instructions:
     return manual
   path = os.path.join(manual, archive)
   if not os.path.exists(path):
-    raise FileNotFoundError(
+    raise errors.MissingInput(
       f"Neither {os.path.join(manual, folder)}/ nor {path} exists. {instructions.strip()}"
     )
   if not tarfile.is_tarfile(path):
-    raise ValueError(f"{path} is not a tar archive (truncated download?)")
+    raise errors.InvalidInput(f"{path} is not a tar archive (truncated download?)")
   return os.fspath(dl_manager.extract(path))
 
 
 def _read_list(path: str) -> list[str]:
   if not os.path.exists(path):
-    raise FileNotFoundError(f"voc2012: split file {path} is missing")
+    raise errors.MissingInput(f"voc2012: split file {path} is missing")
   with open(path) as f:
     return [line.split()[0] for line in f if line.strip()]
 
@@ -121,8 +122,8 @@ def read_sbd_mat(path: str) -> np.ndarray:
   from scipy import io as scipy_io  # Only needed to build train_aug.
 
   if not os.path.exists(path):
-    raise FileNotFoundError(f"SBD label file {path} is missing")
+    raise errors.MissingInput(f"SBD label file {path} is missing")
   mask = scipy_io.loadmat(path)["GTcls"][0]["Segmentation"][0]
   if mask.max() >= len(labels.VOC_CLASSES):
-    raise ValueError(f"{path}: class index {mask.max()} is not a VOC class")
+    raise errors.InvalidInput(f"{path}: class index {mask.max()} is not a VOC class")
   return mask.astype(np.uint8)
