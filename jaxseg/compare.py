@@ -30,7 +30,8 @@ def format_comparison(names: list[str], results: list[dict]) -> str:
   """Rows: classes then mIoU, mAcc, aAcc; one column per run; in percent."""
   width = max(12, *(len(n) for n in names))
   classes = list(results[0]["iou"])
-  label_width = max(len("aAcc"), *(len(c) for c in classes))
+  binary = all("foreground" in r for r in results)
+  label_width = max(len("fg precision" if binary else "aAcc"), *(len(c) for c in classes))
   header = " " * label_width + "".join(f"{n:>{width + 2}}" for n in names)
   lines = [header, "-" * len(header)]
 
@@ -41,7 +42,7 @@ def format_comparison(names: list[str], results: list[dict]) -> str:
   lines += [row(c, [r["iou"][c] for r in results]) for c in classes]
   lines.append("-" * len(header))
   lines += [row(k, [r[k.lower()] for r in results]) for k in ("mIoU", "mAcc", "aAcc")]
-  if all("foreground" in r for r in results):
+  if binary:
     lines += [
       row(f"fg {k}", [r["foreground"][k] for r in results])
       for k in ("iou", "f1", "precision", "recall")
