@@ -124,8 +124,7 @@ def _step_directory(path: str) -> str:
   root = (
     os.path.join(path, "checkpoints") if os.path.isdir(os.path.join(path, "checkpoints")) else path
   )
-  steps = [int(d) for d in os.listdir(root) if d.isdigit()] if os.path.isdir(root) else []
-  steps = [s for s in steps if os.path.isdir(os.path.join(root, str(s), "state"))]
+  steps = _complete_steps(root)
   if not steps:
     raise errors.MissingInput(
       f"{path!r} is neither a jaxseg workdir, its checkpoints directory, nor one checkpoint "
@@ -134,14 +133,18 @@ def _step_directory(path: str) -> str:
   return os.path.join(root, str(max(steps)))
 
 
-def saved_steps(workdir: str) -> list[int]:
-  """The complete checkpoints of the run in `workdir`, without opening a
-  manager (which would create directories)."""
-  root = os.path.join(os.path.abspath(workdir), "checkpoints")
+def _complete_steps(root: str) -> list[int]:
+  """The steps under a checkpoints directory that hold a complete `state`."""
   if not os.path.isdir(root):
     return []
   complete = lambda d: d.isdigit() and os.path.isdir(os.path.join(root, d, "state"))
   return sorted(int(d) for d in os.listdir(root) if complete(d))
+
+
+def saved_steps(workdir: str) -> list[int]:
+  """The complete checkpoints of the run in `workdir`, without opening a
+  manager (which would create directories)."""
+  return _complete_steps(os.path.join(os.path.abspath(workdir), "checkpoints"))
 
 
 def stored_variable_shapes(workdir: str, step: int) -> dict[str, tuple[int, ...]]:

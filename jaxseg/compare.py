@@ -80,10 +80,7 @@ def define_flags() -> None:
 def main(argv):
   del argv
   cli.quiet_logging()
-  try:
-    variants = [parse_variant(v) for v in FLAGS.variant] or [("", [])]
-  except ValueError as e:
-    raise errors.InvalidInput(str(e)) from None
+  variants = [parse_variant(v) for v in FLAGS.variant] or [("", [])]
   configs = cli.load_configs()
   runs = []
   for spec, config in configs:

@@ -42,22 +42,32 @@ def _get(config, key):
   return node
 
 
+def in_range(value, low: float, high: float = math.inf, low_open: bool = False) -> bool:
+  """Whether `value` is a finite number (not a bool) in `[low, high]` (`(low,
+  high]` with `low_open`)."""
+  ok = isinstance(value, int | float) and not isinstance(value, bool)
+  return (
+    ok and math.isfinite(value) and value <= high and (value > low if low_open else value >= low)
+  )
+
+
+def bound(low: float, high: float = math.inf, low_open: bool = False) -> str:
+  """`in_range`'s bounds in words: `>= 0`, `> 0 and <= 1`."""
+  return f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high < math.inf else "")
+
+
 def check_numbers(config: ml_collections.ConfigDict) -> None:
   """Raises `errors.InvalidInput` naming the first field out of its range."""
   for key, (low, high, low_open, whole) in _NUMBERS.items():
     value = _get(config, key)
     if value is None:
       continue
-    ok = isinstance(value, int | float) and not isinstance(value, bool)
-    ok = (
-      ok and math.isfinite(value) and value <= high and (value > low if low_open else value >= low)
-    )
-    if whole:
-      ok = ok and float(value).is_integer()
+    ok = in_range(value, low, high, low_open) and (not whole or float(value).is_integer())
     if not ok:
       kind = "a whole number" if whole else "a number"
-      bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high < math.inf else "")
-      raise errors.InvalidInput(f"config.{key}={value!r} must be {kind} {bound}")
+      raise errors.InvalidInput(
+        f"config.{key}={value!r} must be {kind} {bound(low, high, low_open)}"
+      )
   for key, empty_ok in _SIZES.items():
     value = _get(config, key)
     if value is None or (empty_ok and len(value) == 0):

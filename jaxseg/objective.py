@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from jaxseg import errors, losses
+from jaxseg import config_checks, errors, losses
 
 # Terms that are sums over pixels, so a split batch's shares add up.
 PIXEL_SUM_TERMS = ("cross_entropy", "focal")
@@ -52,15 +52,14 @@ class Objective:
   @property
   def whole_batch(self) -> bool:
     """True when some term is not a sum over pixels, so a micro-batch's loss
-    cannot be computed alone (see `train.train_step`)."""
+    cannot be computed alone (see `gradients.loss_and_grads`)."""
     return any(name not in PIXEL_SUM_TERMS for name, _, _ in self.terms)
 
   def describe(self) -> str:
     """One line: `1 cross_entropy + 1 dice(classes=(1,)) (auxiliary heads: 0.4 ...)`."""
 
     def term(name, weight, options):
-      shown = {k: v for k, v in options.items() if k != "class_weights"}
-      args = ", ".join(f"{k}={v!r}" for k, v in shown.items())
+      args = ", ".join(f"{k}={v!r}" for k, v in options.items())
       return f"{weight:g} {name}" + (f"({args})" if args else "")
 
     text = " + ".join(term(*t) for t in self.terms)
@@ -81,8 +80,8 @@ class Objective:
     if name == "focal":
       normalizer = None if batch_labels is None else jnp.sum(batch_labels != y)
       return losses.focal(logits, labels, y, normalizer=normalizer, **options)
-    if batch_labels is not None:
-      raise errors.InvalidInput(f"loss term {name!r} needs the whole batch, not a micro-batch")
+    if batch_labels is not None:  # A caller's bug (gradients.py routes these), not a user's.
+      raise ValueError(f"loss term {name!r} needs the whole batch, not a micro-batch")
     if name in ("ohem", "dice", "tversky"):
       options = {**options, "class_weights": weights}
     return _TERM_FNS[name](logits, labels, y, **options)
@@ -130,23 +129,21 @@ def _fail(key: str, message: str):
 
 def _classes(key: str, value, num_classes: int) -> tuple[int, ...]:
   value = tuple(value)
-  if any(not isinstance(c, int) or not 0 <= c < num_classes for c in value) or len(
-    set(value)
-  ) != len(value):
+  in_range = all(isinstance(c, int) and 0 <= c < num_classes for c in value)
+  if not in_range or len(set(value)) != len(value):
     _fail(key, f"{value} must be distinct class indices in [0, {num_classes}) (() for all)")
   return value
 
 
 def _number(key: str, value, low: float, high: float = math.inf, *, low_open=False) -> float:
-  ok = isinstance(value, int | float) and math.isfinite(value) and value <= high
-  ok = ok and (value > low if low_open else value >= low)
-  if not ok:
-    bound = f"{'>' if low_open else '>='} {low}" + (f" and <= {high}" if high < math.inf else "")
-    _fail(key, f"{value!r} must be a number {bound}")
+  if not config_checks.in_range(value, low, high, low_open):
+    _fail(key, f"{value!r} must be a number {config_checks.bound(low, high, low_open)}")
   return float(value)
 
 
-def term_options(loss: ml_collections.ConfigDict, name: str, num_classes: int, foreground: int):
+def term_options(
+  loss: ml_collections.ConfigDict, name: str, num_classes: int, foreground: int | None
+):
   """The keyword options of term `name` from `config.loss.<name>`, checked."""
   o = loss.get(name, ml_collections.ConfigDict())
   if name == "cross_entropy":
@@ -180,12 +177,18 @@ def term_options(loss: ml_collections.ConfigDict, name: str, num_classes: int, f
   if name == "lovasz_hinge":
     if num_classes != 2:
       _fail("terms.lovasz_hinge", f"is binary; the dataset has {num_classes} classes, not 2")
-    return {"per_image": bool(o.get("per_image", True)), "foreground": foreground}
+    return {
+      "per_image": bool(o.get("per_image", True)),
+      "foreground": 1 if foreground is None else foreground,
+    }
   raise AssertionError(name)
 
 
 def from_config(
-  config: ml_collections.ConfigDict, num_classes: int, ignore_label: int, foreground: int = 1
+  config: ml_collections.ConfigDict,
+  num_classes: int,
+  ignore_label: int,
+  foreground: int | None = None,
 ) -> Objective:
   """The objective `config.loss` describes for a dataset of `num_classes`.
 
@@ -193,8 +196,8 @@ def from_config(
     config: the experiment config (reads `loss`).
     num_classes: the dataset's classes.
     ignore_label: its ignore label.
-    foreground: the foreground class of a binary (two-class) run, for
-      `lovasz_hinge`.
+    foreground: the foreground class of a binary run (`inference.decision`),
+      for `lovasz_hinge`; None: class 1.
 
   Raises:
     ValueError naming the `config.loss` key that is wrong.

@@ -11,6 +11,7 @@ import os
 import jax
 import ml_collections
 from flax import linen as nn
+from flax import traverse_util
 
 from jaxseg import checkpoint, errors, inference, pretrained, sharding, state
 from jaxseg.data import get_dataset_spec
@@ -64,18 +65,8 @@ class ResumeRefusedError(errors.InvalidInput):
 
 
 def _flat_json(config) -> dict:
-  flat = {}
-
-  def walk(prefix, node):
-    for key, value in node.items():
-      name = f"{prefix}.{key}" if prefix else key
-      if isinstance(value, dict):
-        walk(name, value)
-      else:
-        flat[name] = value
-
-  walk("", json.loads(config.to_json_best_effort()))
-  return flat
+  """`{"model.backbone": ..., ...}` of a config as its config.json holds it."""
+  return traverse_util.flatten_dict(json.loads(config.to_json_best_effort()), sep=".")
 
 
 def check_resume(workdir: str, config: ml_collections.ConfigDict, abstract_state) -> dict:

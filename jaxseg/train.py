@@ -172,15 +172,26 @@ def _check_finite(step: int, step_metrics: dict) -> None:
 
 
 def jit_train_step(
-  config, model, optimizer, mesh, state_sharding, *, spec: DatasetSpec, num_classes=None
+  config,
+  model,
+  optimizer,
+  mesh,
+  state_sharding,
+  *,
+  spec: DatasetSpec,
+  num_classes: int | None = None,
+  objective: objectives.Objective | None = None,
 ):
   """`train_step` compiled for the mesh: state donated, metrics replicated.
 
   The one the training loop runs and `jaxseg.benchmark` times (which may give
-  the model another `num_classes` than the dataset's).
+  the model another `num_classes` than the dataset's). `objective` defaults
+  to the one `config.loss` describes.
   """
   num_classes, ignore_label = num_classes or spec.num_classes, spec.ignore_label
-  foreground, _ = inference.decision(config, spec.class_names)
+  if objective is None:
+    foreground, _ = inference.decision(config, spec.class_names)
+    objective = objectives.from_config(config, num_classes, ignore_label, foreground)
   step = functools.partial(
     train_step,
     model=model,
@@ -189,9 +200,7 @@ def jit_train_step(
     config=config,
     ignore_label=ignore_label,
     num_classes=num_classes,
-    objective=objectives.from_config(
-      config, num_classes, ignore_label, 1 if foreground is None else foreground
-    ),
+    objective=objective,
   )
   return jax.jit(
     step,
@@ -230,9 +239,7 @@ def train_and_evaluate(
   sharding.check_batch_layout(config, mesh)
   spec, builder = pipeline.prepare(config)
   foreground, threshold = inference.decision(config, spec.class_names)
-  objective = objectives.from_config(
-    config, spec.num_classes, spec.ignore_label, 1 if foreground is None else foreground
-  )
+  objective = objectives.from_config(config, spec.num_classes, spec.ignore_label, foreground)
   model, optimizer, init_state, abstract_state, state_sharding = build(
     config, spec.num_classes, mesh
   )
@@ -282,6 +289,7 @@ def train_and_evaluate(
     mesh,
     state_sharding,
     spec=spec,
+    objective=objective,
   )
   p_eval_step = jax.jit(
     functools.partial(

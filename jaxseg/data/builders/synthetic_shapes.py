@@ -325,7 +325,9 @@ def write_binary_folder(
     for kind in ("images", "masks"):
       os.makedirs(os.path.join(directory, kind, sub), exist_ok=True)
     for index in range(count):
-      image, mask = render_example(seed, _SPLIT_CODES[split], index, size, 4)
+      image, mask = render_example(
+        seed, _SPLIT_CODES[split], index, size, SyntheticShapesConfig.max_shapes
+      )
       name = f"{index:05d}.png"
       Image.fromarray(image).save(os.path.join(directory, "images", sub, name), compress_level=1)
       binary = np.where(mask == cls, 255, 0).astype(np.uint8)
@@ -338,7 +340,12 @@ def main(argv: list[str] | None = None) -> None:
 
   parser = argparse.ArgumentParser(description=write_binary_folder.__doc__.split("\n\n")[0])
   parser.add_argument("--binary_folder", required=True, help="Directory to write.")
-  parser.add_argument("--foreground", default="star", help="The shape that is foreground.")
+  parser.add_argument(
+    "--foreground",
+    default="star",
+    choices=labels.SYNTHETIC_SHAPES_CLASSES[1:],
+    help="The shape that is foreground.",
+  )
   parser.add_argument("--num_train", type=int, default=4000)
   parser.add_argument("--num_validation", type=int, default=500)
   args = parser.parse_args(argv)
