@@ -43,6 +43,6 @@ def get_config(arg: str = ""):
     config.num_train_steps = 3000
     config.eval_every_steps = 1000
     config.data.folder = "runs/shapes_star"
-    config.data.max_size = config.data.eval_size = (96, 96)
+    config.data.max_size = (96, 96)
     config.binary.foreground = "star"
   return config

@@ -26,13 +26,20 @@ def get_config() -> ml_collections.ConfigDict:
   # "" -> $JAXSEG_MANUAL_DIR, else <data_dir>/downloads/manual.
   config.data.manual_dir = ""
   config.data.folder = ""  # With name "folder": DIR with images/, masks/, classes.json.
+  # Bands of the images: 3 for RGB, e.g. 4 for RGB + near-infrared TIFFs.
+  config.data.channels = 3
+  # Per-band standardisation (x - mean) / std, in the images' units. () -> for
+  # uint8 RGB ImageNet's; otherwise the dataset's own (python -m
+  # jaxseg.data.stats). Training fills in what it used, as it does `dtype`,
+  # the images' sample type, so evaluation, predict and export use the same.
+  config.data.mean = ()
+  config.data.std = ()
+  config.data.dtype = ""
   config.data.train_split = ""  # "" -> the dataset's own train split.
   config.data.eval_split = ""  # "" -> the dataset's own validation split.
-  # Batches hold one shape: training images are padded to max_size (larger
-  # ones downscaled to fit), validation images to eval_size (never resized;
-  # larger ones are an error). () -> the first example's size.
+  # Training batches hold one shape: images are padded to max_size (larger
+  # ones downscaled to fit). () -> the first example's size.
   config.data.max_size = ()
-  config.data.eval_size = ()
   config.data.num_threads = 2  # Host threads decoding examples.
   config.data.prefetch_batches = 4
 
@@ -128,6 +135,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.momentum = 0.9
   # Trained from scratch with BatchNorm, 1e-3 learned about twice as fast as 5e-4.
   config.weight_decay = 1e-3
+
+  # Training-time evaluation scores validation images at their own size,
+  # never resized: grouped by size into a few padded shapes, at most
+  # eval_batch_size images and batch_pixels pixels per batch. Images larger
+  # than batch_pixels (or all, with mode "slide") are scored by sliding
+  # windows of crop_size every stride (() -> config.crop_size, two thirds of it).
+  config.evaluation = ml_collections.ConfigDict(
+    {"mode": "whole", "batch_pixels": 2**22, "crop_size": (), "stride": ()}
+  )
 
   config.log_every_steps = 100
   config.eval_every_steps = 2000

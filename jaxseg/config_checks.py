@@ -27,10 +27,12 @@ _NUMBERS = {
   "augment.cat_max_ratio": (0, 1, True, False),
   "data.num_threads": (1, math.inf, False, True),
   "data.prefetch_batches": (1, math.inf, False, True),
+  "data.channels": (1, math.inf, False, True),
+  "evaluation.batch_pixels": (1, math.inf, False, True),
 }
 # key -> whether () is allowed (the field then takes a default).
-_SIZES = {"crop_size": False, "data.max_size": True, "data.eval_size": True,
-          "augment.base_size": True}  # fmt: skip
+_SIZES = {"crop_size": False, "data.max_size": True, "augment.base_size": True,
+          "evaluation.crop_size": True, "evaluation.stride": True}  # fmt: skip
 
 
 def _get(config, key):
@@ -77,6 +79,15 @@ def check_numbers(config: ml_collections.ConfigDict) -> None:
       raise errors.InvalidInput(
         f"config.{key}={tuple(value)!r} must be (height, width), two positive integers{allowed}"
       )
+  mode = _get(config, "evaluation.mode")
+  if mode is not None and mode not in ("whole", "slide"):
+    raise errors.InvalidInput(f"config.evaluation.mode={mode!r} must be 'whole' or 'slide'")
+  channels = _get(config, "data.channels")
+  if channels is not None and channels != 3 and _get(config, "augment.photometric"):
+    raise errors.InvalidInput(
+      f"config.augment.photometric=True distorts RGB colours; with config.data.channels="
+      f"{channels} set it to False"
+    )
   scale = _get(config, "augment.scale_range")
   if scale is not None and (len(scale) != 2 or not 0 < scale[0] <= scale[1]):
     raise errors.InvalidInput(

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from jaxseg import cli, inference, metrics, runs
 from jaxseg.data import pipeline
+from jaxseg.models import preprocessing
 
 FLAGS = flags.FLAGS
 
@@ -83,11 +84,13 @@ def main(argv):
   plain = FLAGS.mode == "whole" and options["scales"] == (1.0,) and not FLAGS.flip
   foreground, threshold = inference.decision(config, spec.class_names)
   decide = lambda probs: inference.decide(probs, foreground, threshold)
+  pad = preprocessing.from_config(config).pad
 
   def predict_many(images):
     if plain:  # Batched, images padded to a shared bucketed shape.
-      return [decide(p) for p in inference.whole_batch(predict_fn, images, FLAGS.size_multiple)]
-    return [decide(inference.predict_probs(predict_fn, im, **options)) for im in images]
+      batch = inference.whole_batch(predict_fn, images, FLAGS.size_multiple, pad)
+      return [decide(p) for p in batch]
+    return [decide(inference.predict_probs(predict_fn, im, **options, pad=pad)) for im in images]
 
   t0 = time.perf_counter()
   confusion = score(

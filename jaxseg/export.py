@@ -2,7 +2,8 @@
 
 Writes, into `--output`:
   model.jax       the network with its preprocessing, serialized with
-                  `jax.export` (StableHLO): uint8 RGB `[batch, H, W, 3]` in,
+                  `jax.export` (StableHLO): the run's images (uint8 RGB
+                  `[batch, H, W, 3]`, or its bands and sample type) in,
                   float32 logits `[batch, H, W, C]` out, any batch size;
   metadata.json   class names, palette, tile size, normalisation, checkpoint;
   serving.py      a loader and command line that run it with only jax, numpy
@@ -30,11 +31,13 @@ def export_run(workdir: str, output: str, *, which="best", size=(512, 512), plat
   step = runs.resolve_step(config, workdir, which)
   model, variables = runs.load_variables(config, workdir, step)  # Baked in as constants.
 
+  norm = preprocessing.from_config(config)
+
   def serve(images):
-    return inference.forward_logits(model, variables, images)
+    return inference.forward_logits(model, variables, images, norm)
 
   (batch,) = jax.export.symbolic_shape("batch")
-  spec_in = jax.ShapeDtypeStruct((batch, *size, 3), jnp.uint8)
+  spec_in = jax.ShapeDtypeStruct((batch, *size, norm.channels), jnp.dtype(norm.dtype))
   # XLA's convolutions only: an export runs where jaxseg's library is absent.
   with onednn.backend("xla"):
     exported = jax.export.export(jax.jit(serve), platforms=platforms)(spec_in)
@@ -48,11 +51,13 @@ def export_run(workdir: str, output: str, *, which="best", size=(512, 512), plat
     "dataset": config.data.name,
     "checkpoint_step": int(step),
     "input_size": list(size),
-    "input": "uint8 RGB [batch, H, W, 3]; normalisation is inside the model",
+    "input": f"{norm.dtype} [batch, H, W, {norm.channels}]; normalisation is inside the model",
     "output": "float32 logits [batch, H, W, num_classes]",
-    "mean_rgb": list(preprocessing.MEAN_RGB),
-    "stddev_rgb": list(preprocessing.STDDEV_RGB),
-    "pad_colour": preprocessing.PAD_COLOUR.tolist(),
+    "input_dtype": norm.dtype,
+    "channels": norm.channels,
+    "mean": list(norm.mean),
+    "std": list(norm.std),
+    "pad_colour": norm.pad.tolist(),
     "class_names": list(spec.class_names),
     "palette": spec.palette.tolist(),
     "ignore_label": labels.IGNORE_LABEL,

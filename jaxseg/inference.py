@@ -1,12 +1,12 @@
 """The one forward pass, and inference at full resolution: whole image,
 sliding window, multi-scale + flip.
 
-`forward_logits` (uint8 images in, float32 logits out, preprocessing
+`forward_logits` (uint8/uint16 images in, float32 logits out, preprocessing
 included) is how a trained model runs everywhere: evaluation during training
 and its pictures, `jaxseg.evaluate`/`predict`, exports and the benchmark.
-Every mode maps one uint8 `[H, W, 3]` image to class probabilities at the
+Every mode maps one `[H, W, bands]` image to class probabilities at the
 image's own resolution. The model runs through `predict_fn`, a function of a
-uint8 batch `[N, h, w, 3]` returning float32 logits `[N, h, w, C]`
+batch `[N, h, w, bands]` returning float32 logits `[N, h, w, C]`
 (`make_predict_fn` builds a jitted one; it compiles once per input shape, so
 `whole` pads images up to a multiple of `size_multiple` to bound how many
 shapes there are).
@@ -16,6 +16,9 @@ tiles covering each pixel (as mmsegmentation does). It works through the image
 a row of tiles at a time and hands finished rows to a callback, so its memory
 is bounded by a band of tiles, not by the image: an 8192×8192 image runs on a
 laptop CPU.
+
+Images are padded with `pad`, the per-band value that standardises to 0
+(`preprocessing.Normalization.pad`; ImageNet's mean colour by default).
 """
 
 import math
@@ -24,21 +27,24 @@ from collections.abc import Callable, Iterator, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from jaxseg import errors
+from jaxseg.data import images as images_lib
 from jaxseg.models import preprocessing
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
 
-def forward_logits(model, variables, images: jax.Array) -> jax.Array:
-  """The model's float32 logits `[N, h, w, C]` for a uint8 batch `[N, h, w, 3]`.
+def forward_logits(
+  model, variables, images: jax.Array, norm: preprocessing.Normalization = preprocessing.IMAGENET
+) -> jax.Array:
+  """The model's float32 logits `[N, h, w, C]` for a batch `[N, h, w, bands]`
+  standardised by `norm` (the run's: `preprocessing.from_config`).
 
   The one forward pass of a trained model: evaluation during training, its
   pictures, `jaxseg.evaluate`/`predict`, exports and the benchmark all run it.
   """
-  out = model.apply(variables, preprocessing.normalize(images), train=False)["logits"]
+  out = model.apply(variables, preprocessing.normalize(images, norm), train=False)["logits"]
   return out.astype(jnp.float32)
 
 
@@ -83,19 +89,26 @@ def decide_logits(logits: jax.Array, foreground: int | None = None, threshold: f
   return jnp.where(margin >= math.log(threshold / (1 - threshold)), foreground, 1 - foreground)
 
 
-def make_predict_fn(model, variables) -> PredictFn:
-  """A jitted `uint8 [N, h, w, 3] -> float32 [N, h, w, C]` logits function.
+def make_predict_fn(
+  model, variables, norm: preprocessing.Normalization = preprocessing.IMAGENET
+) -> PredictFn:
+  """A jitted `[N, h, w, bands] -> float32 [N, h, w, C]` logits function.
 
   The variables go to the device once and into the compiled function as an
   argument, not as constants baked into it.
   """
   variables = jax.device_put(variables)
-  run = jax.jit(lambda variables, images: forward_logits(model, variables, images))
+  run = jax.jit(lambda variables, images: forward_logits(model, variables, images, norm))
   return lambda images: np.asarray(run(variables, jnp.asarray(images)))
 
 
 def make_label_fn(
-  model, variables, size_multiple: int = 32, foreground: int | None = None, threshold: float = 0.5
+  model,
+  variables,
+  size_multiple: int = 32,
+  foreground: int | None = None,
+  threshold: float = 0.5,
+  norm: preprocessing.Normalization = preprocessing.IMAGENET,
 ) -> Callable[[np.ndarray], np.ndarray]:
   """A jitted `uint8 [N, h, w, 3] -> uint8 [N, h, w]` class-label function
   (video frames): the decision (`decide`) runs on the device, so only labels
@@ -104,7 +117,7 @@ def make_label_fn(
   variables = jax.device_put(variables)
 
   def run(variables, images):
-    logits = forward_logits(model, variables, images)
+    logits = forward_logits(model, variables, images, norm)
     return decide_logits(logits, foreground, threshold).astype(jnp.uint8)
 
   run = jax.jit(run)
@@ -114,8 +127,8 @@ def make_label_fn(
     n, h, w, _ = images.shape
     height, width = -(-h // m) * m, -(-w // m) * m
     if (height, width) != (h, w):
-      padded = np.empty((n, height, width, 3), np.uint8)
-      padded[...] = preprocessing.PAD_COLOUR
+      padded = np.empty((n, height, width, images.shape[-1]), images.dtype)
+      padded[...] = norm.pad
       padded[:, :h, :w] = images
       images = padded
     return np.asarray(run(variables, jnp.asarray(images)))[:, :h, :w]
@@ -123,34 +136,36 @@ def make_label_fn(
   return labels
 
 
-def _pad_to(image: np.ndarray, height: int, width: int) -> np.ndarray:
+def _pad_to(image: np.ndarray, height: int, width: int, pad=None) -> np.ndarray:
   h, w = image.shape[:2]
   if (h, w) == (height, width):
     return image
-  out = np.empty((height, width, 3), np.uint8)
-  out[...] = preprocessing.PAD_COLOUR
+  out = np.empty((height, width, image.shape[-1]), image.dtype)
+  out[...] = preprocessing.PAD_COLOUR if pad is None else pad
   out[:h, :w] = image
   return out
 
 
-def whole(predict_fn: PredictFn, image: np.ndarray, size_multiple: int = 32) -> np.ndarray:
+def whole(
+  predict_fn: PredictFn, image: np.ndarray, size_multiple: int = 32, pad=None
+) -> np.ndarray:
   """The image at its own size, padded up to a multiple of `size_multiple`
   (bounding the number of compiled shapes), probabilities cropped back."""
   h, w = image.shape[:2]
   m = max(1, size_multiple)
-  padded = _pad_to(image, -(-h // m) * m, -(-w // m) * m)
+  padded = _pad_to(image, -(-h // m) * m, -(-w // m) * m, pad)
   return _softmax(predict_fn(padded[None])[0, :h, :w])
 
 
 def whole_batch(
-  predict_fn: PredictFn, images: Sequence[np.ndarray], size_multiple: int = 32
+  predict_fn: PredictFn, images: Sequence[np.ndarray], size_multiple: int = 32, pad=None
 ) -> list[np.ndarray]:
   """`whole` for several images at once: all padded to one shape (the largest,
   rounded up to a multiple of `size_multiple`), run as one batch, each cropped back."""
   m = max(1, size_multiple)
   height = -(-max(im.shape[0] for im in images) // m) * m
   width = -(-max(im.shape[1] for im in images) // m) * m
-  logits = predict_fn(np.stack([_pad_to(im, height, width) for im in images]))
+  logits = predict_fn(np.stack([_pad_to(im, height, width, pad) for im in images]))
   return [
     _softmax(out[: im.shape[0], : im.shape[1]]) for out, im in zip(logits, images, strict=True)
   ]
@@ -177,6 +192,7 @@ def slide_bands(
   crop_size: Sequence[int],
   stride: Sequence[int],
   tile_batch: int = 8,
+  pad=None,
 ) -> Iterator[tuple[int, np.ndarray]]:
   """Sliding-window probabilities, yielded as finished horizontal bands.
 
@@ -192,7 +208,7 @@ def slide_bands(
       f"slide stride {tuple(stride)} must be in 1..crop size {tuple(crop_size)}"
     )
   # Images smaller than a tile are padded up to it (and cropped back).
-  padded = _pad_to(image, max(h, ch), max(w, cw))
+  padded = _pad_to(image, max(h, ch), max(w, cw), pad)
   ph, pw = padded.shape[:2]
   ch, cw = min(ch, ph), min(cw, pw)
   ys, xs = tile_starts(ph, ch, sh), tile_starts(pw, cw, sw)
@@ -258,9 +274,7 @@ def slide_labels(predict_fn: PredictFn, image: np.ndarray, **kw) -> np.ndarray:
 
 
 def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-  if image.shape[:2] == (height, width):
-    return image
-  return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+  return images_lib.resize(image, height, width)
 
 
 def resize_probs(probs: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -281,17 +295,19 @@ def predict_probs(
   crop_size: Sequence[int] = (512, 512),
   stride: Sequence[int] = (341, 341),
   tile_batch: int = 8,
+  pad=None,
 ) -> np.ndarray:
   """Probabilities `[H, W, C]` of one image, averaged over scales and flips.
 
   Args:
     predict_fn: see `make_predict_fn`.
-    image: uint8 `[H, W, 3]`.
+    image: `[H, W, bands]`.
     mode: "whole" or "slide".
     scales: resize ratios; each pass's probabilities are resized back to `H, W`.
     flip: also run every scale mirrored (and mirror the result back).
     size_multiple: `whole` pads to a multiple of this.
     crop_size, stride, tile_batch: `slide`'s tiles.
+    pad: per-band padding value (`Normalization.pad`); None: ImageNet's mean colour.
   """
   if mode not in ("whole", "slide"):
     raise errors.InvalidInput(f"mode must be 'whole' or 'slide', not {mode!r}")
@@ -302,11 +318,11 @@ def predict_probs(
     for mirrored in (False, True) if flip else (False,):
       x = scaled[:, ::-1] if mirrored else scaled
       if mode == "whole":
-        probs = whole(predict_fn, np.ascontiguousarray(x), size_multiple)
+        probs = whole(predict_fn, np.ascontiguousarray(x), size_multiple, pad)
       else:
         probs = slide(
           predict_fn, np.ascontiguousarray(x), crop_size=crop_size, stride=stride,
-          tile_batch=tile_batch,
+          tile_batch=tile_batch, pad=pad,
         )  # fmt: skip
       probs = resize_probs(probs[:, ::-1] if mirrored else probs, h, w)
       total = probs if total is None else total + probs

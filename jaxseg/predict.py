@@ -1,9 +1,12 @@
 """Label maps for images and videos: `python -m jaxseg.predict --workdir=DIR --input=PATH`.
 
-For every PNG/JPEG in `--input` (a file or a folder), of any size, writes
+For every image in `--input` (a file or a folder: PNG, JPEG, 16-bit PNG,
+multi-band TIFF or .npy, as `jaxseg.data.images` reads them), of any size
+(Pillow's pixel limit is lifted), writes
 `<name>.png`, the label map as a palette PNG (pixel values are class indices,
 shown in the dataset's colours), and `<name>_overlay.jpg`, the colours blended
-over the image. `--cutout` adds `<name>_cutout.png`, the image as RGBA with
+over the image (for other than uint8 RGB: over `--rgb_bands`, each stretched
+between its 2nd and 98th percentiles). `--cutout` adds `<name>_cutout.png`, the image as RGBA with
 the background transparent: alpha is 1 - P(`--background` class), or with
 `--cutout_threshold` opaque where that reaches the threshold. A binary run
 (`config.binary`) labels its foreground by its threshold. `--mode=slide`
@@ -27,11 +30,12 @@ from absl import flags
 from PIL import Image
 
 from jaxseg import cli, errors, inference, runs, video
-from jaxseg.data import get_dataset_spec, labels
+from jaxseg.data import get_dataset_spec, images, labels
+from jaxseg.models import preprocessing
 
 FLAGS = flags.FLAGS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+IMAGE_EXTENSIONS = images.EXTENSIONS
 
 
 def list_inputs(path: str) -> list[str]:
@@ -95,6 +99,9 @@ def define_flags() -> None:
   flags.DEFINE_string("output", None, "Folder for the label maps and overlays.")
   flags.DEFINE_integer("tile_batch", 8, "Slide tiles per device call.")
   flags.DEFINE_float("alpha", 0.5, "Opacity of the colours in the overlay.")
+  flags.DEFINE_list(
+    "rgb_bands", None, "Bands shown as red, green, blue in overlays and cut-outs (e.g. 3,2,1)."
+  )
   flags.DEFINE_integer("batch", 4, "Video frames per device call.")
   flags.DEFINE_bool("label_frames", False, "Video: also write every frame's label PNG.")
   flags.DEFINE_float(
@@ -176,6 +183,12 @@ def main(argv):
     return
   config, _, predict_fn = runs.load_predictor(FLAGS.workdir, FLAGS.checkpoint)
   spec = get_dataset_spec(config.data)
+  norm = preprocessing.from_config(config)
+  rgb_bands = tuple(int(b) for b in FLAGS.rgb_bands) if FLAGS.rgb_bands else None
+  if rgb_bands is not None and not all(0 <= b < norm.channels for b in rgb_bands):
+    raise errors.InvalidInput(
+      f"--rgb_bands={','.join(FLAGS.rgb_bands)}: the run's images have {norm.channels} bands"
+    )
   background = cutout_class(spec.class_names) if FLAGS.cutout else None
   foreground, threshold = inference.decision(config, spec.class_names)
   crop = FLAGS.crop_size
@@ -193,11 +206,12 @@ def main(argv):
   def predict(image: np.ndarray) -> np.ndarray:
     if FLAGS.mode == "slide" and scales == (1.0,) and not FLAGS.flip:
       return inference.slide_map(
-        predict_fn, image, per_pixel, crop_size=crop, stride=stride, tile_batch=FLAGS.tile_batch
-      )
+        predict_fn, image, per_pixel, crop_size=crop, stride=stride,
+        tile_batch=FLAGS.tile_batch, pad=norm.pad,
+      )  # fmt: skip
     probs = inference.predict_probs(
       predict_fn, image, mode=FLAGS.mode, scales=scales, flip=FLAGS.flip, crop_size=crop,
-      stride=stride, tile_batch=FLAGS.tile_batch,
+      stride=stride, tile_batch=FLAGS.tile_batch, pad=norm.pad,
     )  # fmt: skip
     return per_pixel(probs)
 
@@ -207,20 +221,21 @@ def main(argv):
     t0 = time.perf_counter()
     stem = os.path.splitext(os.path.basename(path))[0]
     try:
-      with Image.open(path) as im:
-        image = np.asarray(im.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+      image = images.read_image(path)
+      _check_fits_run(path, image, norm)
+    except errors.UserError as e:
       failed.append(path)
-      print(f"FAILED {path}: unreadable image ({e})", file=sys.stderr)
+      print(f"FAILED {e}", file=sys.stderr)
       continue
     label = predict(image)
+    shown = images.to_rgb(image, rgb_bands)
     if background is not None:
       label, alpha = label[..., 0], label[..., 1]
-      Image.fromarray(np.dstack([image, alpha]), mode="RGBA").save(
+      Image.fromarray(np.dstack([shown, alpha]), mode="RGBA").save(
         os.path.join(FLAGS.output, f"{stem}_cutout.png")
       )
     save_label_png(label, spec.palette, os.path.join(FLAGS.output, f"{stem}.png"))
-    Image.fromarray(overlay(image, label, spec.palette, FLAGS.alpha)).save(
+    Image.fromarray(overlay(shown, label, spec.palette, FLAGS.alpha)).save(
       os.path.join(FLAGS.output, f"{stem}_overlay.jpg"), quality=90
     )
     counts = np.bincount(label.ravel(), minlength=spec.num_classes)
@@ -234,6 +249,14 @@ def main(argv):
   print(f"{done} of {len(inputs)} images predicted into {FLAGS.output}; {len(failed)} failed")
   if failed:
     sys.exit(1)
+
+
+def _check_fits_run(path: str, image: np.ndarray, norm: preprocessing.Normalization) -> None:
+  if image.shape[-1] != norm.channels or image.dtype != norm.dtype:
+    raise errors.InvalidInput(
+      f"{path}: {image.shape[-1]} bands of {image.dtype}; the run was trained on "
+      f"{norm.channels} bands of {norm.dtype} (config.data.channels, dtype)"
+    )
 
 
 if __name__ == "__main__":

@@ -192,6 +192,28 @@ def check_fits(flat: Flat, target: dict, source: str) -> None:
     raise errors.InvalidInput(f"{source} does not fit the model: " + " | ".join(problems))
 
 
+def is_input_conv(stored: tuple, wanted: tuple) -> bool:
+  """Whether a kernel `[kh, kw, 3, out]` of RGB weights is the model's first
+  convolution taking another number of bands."""
+  stored, wanted = tuple(stored), tuple(wanted)
+  return (
+    len(stored) == 4 and len(wanted) == 4 and stored[2] == 3 and wanted[2] != 3
+    and stored[:2] + stored[3:] == wanted[:2] + wanted[3:]
+  )  # fmt: skip
+
+
+def adapt_input_conv(kernel: np.ndarray, bands: int) -> np.ndarray:
+  """An RGB first-convolution kernel `[kh, kw, 3, out]` for `bands` inputs, as
+  timm's `adapt_input_conv` does: one band gets the sum of the RGB filters;
+  more repeat them (R, G, B, R, ...) scaled by 3 / bands, so an input whose
+  bands all look like the mean RGB channel gives the same response."""
+  kernel = np.asarray(kernel, np.float32)
+  if bands == 1:
+    return kernel.sum(axis=2, keepdims=True)
+  repeats = -(-bands // 3)
+  return np.tile(kernel, (1, 1, repeats, 1))[:, :, :bands] * (3 / bands)
+
+
 def backbone_values(model, weights_file: str, abstract_variables: Mapping) -> tuple[Flat, str]:
   """Reads `weights_file` (`config.model.backbone_weights`) and checks it
   against the backbone of `model`.
@@ -230,8 +252,16 @@ def backbone_values(model, weights_file: str, abstract_variables: Mapping) -> tu
     fully_connected = [k for k in values if k.split("/")[2] in ("fc6", "fc7")]
     unused += [f"{k} (the model has no fc6/fc7)" for k in fully_connected]
     values = {k: v for k, v in values.items() if k not in fully_connected}
+  adapted = []
+  for key, value in values.items():
+    want = target.get(key)
+    if want is not None and is_input_conv(value.shape, want.shape):
+      values[key] = adapt_input_conv(value, want.shape[2])
+      adapted.append(key)
   check_fits(values, target, source)
   summary = f"Backbone {arch} from {path}: {len(values)} arrays"
+  if adapted:
+    summary += f"; {', '.join(adapted)} adapted from 3 to {target[adapted[0]].shape[2]} bands"
   if unused:
     summary += f"; ImageNet classifier not used: {', '.join(unused)}"
   return values, summary

@@ -15,7 +15,7 @@ from flax import traverse_util
 
 from jaxseg import checkpoint, errors, inference, pretrained, sharding, state
 from jaxseg.data import get_dataset_spec
-from jaxseg.models import create_model
+from jaxseg.models import create_model, preprocessing
 
 
 def load_run_config(workdir: str) -> ml_collections.ConfigDict:
@@ -52,6 +52,10 @@ RESUMABLE_FIELDS = (
   "conv_backend",
   "data.num_threads",
   "data.prefetch_batches",
+  "evaluation.mode",
+  "evaluation.batch_pixels",
+  "evaluation.crop_size",
+  "evaluation.stride",
   "data.data_dir",
   "data.manual_dir",
   "mesh.data",
@@ -153,7 +157,11 @@ def load_variables(
   variables, _ = checkpoint.read_variables(directory)
   variables.setdefault("batch_stats", {})
   abstract = jax.eval_shape(
-    lambda: model.init(jax.random.key(0), jax.numpy.zeros((1, *config.crop_size, 3)), train=False)
+    lambda: model.init(
+      jax.random.key(0),
+      jax.numpy.zeros((1, *config.crop_size, preprocessing.from_config(config).channels)),
+      train=False,
+    )
   )
   pretrained.check_fits(
     pretrained.flatten_dict(variables), pretrained.flatten_dict(abstract), directory
@@ -189,4 +197,5 @@ def load_model(workdir: str, which: str = "best"):
 def load_predictor(workdir: str, which: str = "best"):
   """`(config, step, predict_fn)` for the run in `workdir` at checkpoint `which`."""
   config, step, model, variables = load_model(workdir, which)
-  return config, step, inference.make_predict_fn(model, variables)
+  norm = preprocessing.from_config(config)
+  return config, step, inference.make_predict_fn(model, variables, norm)

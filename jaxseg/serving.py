@@ -3,11 +3,12 @@
     python serving.py --model_dir=DIR --input=image.jpg --output=labels.png
 
 or, from Python, `ExportedSegmenter(DIR).predict(image)` -> `[H, W]` class
-indices. The export holds the network with its preprocessing (uint8 RGB in,
-logits out) for a fixed tile size and any batch size; images that fit the tile
-are padded into it, larger ones are covered by overlapping tiles whose logits
-are averaged. This file is copied next to every export and imports nothing
-from jaxseg, so a serving machine needs neither the training code nor Flax.
+indices. The export holds the network with its preprocessing (uint8 RGB, or
+the run's bands and sample type, in; logits out) for a fixed tile size and
+any batch size; images that fit the tile are padded into it, larger ones are
+covered by overlapping tiles whose logits are averaged. This file is copied
+next to every export and imports nothing from jaxseg, so a serving machine
+needs neither the training code nor Flax.
 """
 
 import argparse
@@ -30,19 +31,21 @@ class ExportedSegmenter:
     self.tile = tuple(self.metadata["input_size"])
     self.class_names = tuple(self.metadata["class_names"])
     self.palette = np.asarray(self.metadata["palette"], np.uint8)
-    self.pad_colour = np.asarray(self.metadata["pad_colour"], np.uint8)
+    self.dtype = np.dtype(self.metadata.get("input_dtype", "uint8"))
+    self.pad_colour = np.asarray(self.metadata["pad_colour"], self.dtype)
 
   def logits(self, images: np.ndarray) -> np.ndarray:
-    """uint8 `[N, tile_h, tile_w, 3]` -> float32 `[N, tile_h, tile_w, C]`."""
-    return np.asarray(self.exported.call(np.asarray(images, np.uint8)))
+    """`[N, tile_h, tile_w, bands]` -> float32 `[N, tile_h, tile_w, C]`."""
+    return np.asarray(self.exported.call(np.asarray(images, self.dtype)))
 
   def predict(self, image: np.ndarray, batch: int = 8) -> np.ndarray:
-    """uint8 `[H, W, 3]` -> `[H, W]` uint8 class indices (a binary run's
-    foreground by its threshold, as `metadata["binary"]` says)."""
+    """`[H, W, bands]` (uint8 RGB, or the run's bands and type) -> `[H, W]`
+    uint8 class indices (a binary run's foreground by its threshold, as
+    `metadata["binary"]` says)."""
     h, w = image.shape[:2]
     th, tw = self.tile
     ph, pw = max(h, th), max(w, tw)
-    padded = np.empty((ph, pw, 3), np.uint8)
+    padded = np.empty((ph, pw, len(self.pad_colour)), self.pad_colour.dtype)
     padded[...] = self.pad_colour
     padded[:h, :w] = image
     # Tiles every two thirds of a tile, the last flush with the edge.
@@ -84,8 +87,16 @@ def main():
   parser.add_argument("--output", required=True)
   args = parser.parse_args()
   model = ExportedSegmenter(args.model_dir)
-  with Image.open(args.input) as im:
-    image = np.asarray(im.convert("RGB"))
+  if args.input.lower().endswith((".tif", ".tiff")):
+    import tifffile  # Multi-band images.
+
+    image = tifffile.imread(args.input)
+    image = image[..., None] if image.ndim == 2 else image
+  elif args.input.lower().endswith(".npy"):
+    image = np.load(args.input)
+  else:
+    with Image.open(args.input) as im:
+      image = np.asarray(im.convert("RGB"))
   labels = model.predict(image)
   out = Image.fromarray(labels, mode="P")
   palette = np.zeros((256, 3), np.uint8)

@@ -76,7 +76,10 @@ def build(config: ml_collections.ConfigDict, num_classes: int, mesh) -> Setup:
   tx = optimizer.tx
   init_rng = jax.random.fold_in(jax.random.key(config.seed), 0)
   init_fn = functools.partial(
-    create_train_state, model=model, tx=tx, image_shape=(1, *config.crop_size, 3)
+    create_train_state,
+    model=model,
+    tx=tx,
+    image_shape=(1, *config.crop_size, config.data.get("channels", 3)),
   )
   abstract_state = jax.eval_shape(init_fn, init_rng)
   state_sharding = sharding.state_shardings(abstract_state, mesh, config)

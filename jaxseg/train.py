@@ -34,7 +34,7 @@ from jaxseg import (
   visualize,
 )
 from jaxseg import objective as objectives
-from jaxseg.data import DatasetSpec, augment, pipeline
+from jaxseg.data import DatasetSpec, augment, images, pipeline
 from jaxseg.models import onednn, preprocessing
 from jaxseg.state import TrainState, build
 
@@ -64,6 +64,7 @@ def train_step(
   as the metric `stop`, true if any process set it, so that all processes
   agree on when to stop.
   """
+  norm = preprocessing.from_config(config)
   step_rng = jax.random.fold_in(rng, state.step)
   aug_rng, dropout_rng = jax.random.split(step_rng)
   image, label = augment.augment_batch(
@@ -79,8 +80,9 @@ def train_step(
     cat_max_ratio=config.augment.cat_max_ratio,
     num_classes=num_classes,
     photometric=config.augment.photometric,
+    fill=norm.mean,
   )
-  image = preprocessing.normalize(image)
+  image = preprocessing.normalize(image, norm)
 
   def forward(params, batch_stats, image, rng):
     outputs, new_vars = model.apply(
@@ -130,10 +132,11 @@ def eval_step(
   ignore_label: int,
   foreground: int | None = None,
   threshold: float = 0.5,
+  norm: preprocessing.Normalization = preprocessing.IMAGENET,
 ) -> jax.Array:
   """Adds one batch's predictions (`inference.decide_logits`) to the running
   `[C, C]` confusion matrix."""
-  logits = inference.forward_logits(model, _variables(state), batch["image"])
+  logits = inference.forward_logits(model, _variables(state), batch["image"], norm)
   predictions = inference.decide_logits(logits, foreground, threshold)
   label = batch["label"]
   valid = (label != ignore_label) & batch["mask"][:, None, None]
@@ -141,25 +144,72 @@ def eval_step(
 
 
 def evaluate(
-  state: TrainState, eval_fn, config, spec, builder, mesh, foreground=None, threshold=0.5
+  state: TrainState,
+  eval_fn,
+  tiles_fn,
+  plan: pipeline.EvalPlan,
+  config,
+  spec,
+  builder,
+  mesh,
+  foreground=None,
+  threshold=0.5,
 ) -> dict:
-  """Scores `state` on the whole eval split; returns `metrics.compute_metrics`."""
-  batches = pipeline.eval_batches(config, spec, builder, mesh)
+  """Scores `state` on the whole eval split as `plan` says; returns
+  `metrics.compute_metrics`.
+
+  `eval_fn(state, batch, confusion)` scores a whole-image batch on the
+  device; `tiles_fn(state, tiles)` gives the logits of a batch of
+  sliding-window tiles for the images `plan` slides over.
+  """
   c = spec.num_classes
   zeros = lambda: jax.device_put(jnp.zeros((c, c), jnp.int32), sharding.replicated(mesh))
   total, confusion = np.zeros((c, c), np.int64), zeros()
-  flush_every = None
-  for i, batch in enumerate(batches, 1):
-    if flush_every is None:
-      # int32 counts on device, flushed to int64 on the host before they could overflow.
-      pixels = batch["label"].size * jax.process_count()
-      flush_every = max(1, (2**31 - 1) // pixels)
-    confusion = eval_fn(state, sharding.to_global(batch, mesh), confusion)
-    if i % flush_every == 0:
+  counted = 0  # Pixels in the int32 counts on the device, flushed before they could overflow.
+  for batch in pipeline.eval_batches(config, spec, builder, plan):
+    pixels = batch["label"].size * jax.process_count()
+    if counted + pixels > 2**31 - 1:
       total += np.asarray(jax.device_get(confusion), np.int64)
-      confusion = zeros()
+      confusion, counted = zeros(), 0
+    confusion = eval_fn(state, sharding.to_global(batch, mesh), confusion)
+    counted += pixels
   total += np.asarray(jax.device_get(confusion), np.int64)
+  if plan.slide:
+    crop = tuple(config.evaluation.crop_size) or tuple(config.crop_size)
+    stride = tuple(config.evaluation.stride) or inference.default_stride(crop)
+    devices = mesh.shape[sharding.DATA_AXIS]
+    per_call = max(
+      1, min(config.eval_batch_size, config.evaluation.batch_pixels // math.prod(crop))
+    )
+    tile_batch = max(devices, per_call // devices * devices)
+    predict = _tile_predictor(lambda tiles: tiles_fn(state, tiles), tile_batch, mesh)
+    pad = preprocessing.from_config(config).pad
+    decide = lambda band: inference.decide(band, foreground, threshold).astype(np.int32)
+    for index in plan.slide:  # Every process scores these (same data, same counts).
+      example = pipeline.eval_example(config, spec, builder, index)
+      predicted = inference.slide_map(
+        predict, example["image"], decide, crop_size=crop, stride=stride,
+        tile_batch=tile_batch, pad=pad,
+      )  # fmt: skip
+      label = example["label"]
+      valid = label != spec.ignore_label
+      total += np.bincount(label[valid] * c + predicted[valid], minlength=c * c).reshape(c, c)
   return metrics.compute_metrics(total, foreground, threshold)
+
+
+def _tile_predictor(run, tile_batch: int, mesh):
+  """`inference.PredictFn` over `run` (global tile batches of `tile_batch`):
+  short batches are padded to it, and each process passes its slice."""
+  share, p = tile_batch // jax.process_count(), jax.process_index()
+
+  def predict(tiles: np.ndarray) -> np.ndarray:
+    n = len(tiles)
+    if n < tile_batch:
+      tiles = np.concatenate([tiles, np.repeat(tiles[-1:], tile_batch - n, 0)])
+    local = {"image": tiles[p * share : (p + 1) * share]}
+    return np.asarray(run(sharding.to_global(local, mesh)["image"]))[:n]
+
+  return predict
 
 
 def _check_finite(step: int, step_metrics: dict) -> None:
@@ -238,6 +288,8 @@ def train_and_evaluate(
   mesh = sharding.make_mesh(config)
   sharding.check_batch_layout(config, mesh)
   spec, builder = pipeline.prepare(config)
+  pipeline.resolve_input(config, spec, builder)  # Fills in config.data.mean, std, dtype.
+  norm = preprocessing.from_config(config)
   foreground, threshold = inference.decision(config, spec.class_names)
   objective = objectives.from_config(config, spec.num_classes, spec.ignore_label, foreground)
   model, optimizer, init_state, abstract_state, state_sharding = build(
@@ -299,18 +351,28 @@ def train_and_evaluate(
       ignore_label=spec.ignore_label,
       foreground=foreground,
       threshold=threshold,
+      norm=norm,
     ),
     in_shardings=(state_sharding, batch_sharding, sharding.replicated(mesh)),
     out_shardings=sharding.replicated(mesh),
     donate_argnums=2,
   )
 
+  p_tiles = jax.jit(
+    lambda state, images: inference.forward_logits(model, _variables(state), images, norm),
+    in_shardings=(state_sharding, batch_sharding),
+    out_shardings=sharding.replicated(mesh),
+  )
+  eval_plan = pipeline.eval_plan(config, spec, builder, mesh)
+  if is_main:
+    print(f"Evaluation: {eval_plan.describe()}")
+
   # The same few validation examples, drawn with their predictions at every evaluation.
   if config.num_pictures:
     pictures = pipeline.eval_examples(config, spec, builder, config.num_pictures)
   p_predict = jax.jit(
     lambda state, images: inference.decide_logits(
-      inference.forward_logits(model, _variables(state), images), foreground, threshold
+      inference.forward_logits(model, _variables(state), images, norm), foreground, threshold
     ),
     # Every process holds the same pictures and gets every prediction back.
     in_shardings=(state_sharding, sharding.replicated(mesh)),
@@ -324,13 +386,16 @@ def train_and_evaluate(
 
   def run_eval(step: int) -> dict:
     t0 = time.perf_counter()
-    result = evaluate(state, p_eval_step, config, spec, builder, mesh, foreground, threshold)
+    result = evaluate(
+      state, p_eval_step, p_tiles, eval_plan, config, spec, builder, mesh, foreground, threshold
+    )
     record = metrics.to_json(result, spec.class_names, step)
     if config.num_pictures:
       predicted = np.asarray(p_predict(state, pictures["image"]))
       grid = visualize.prediction_grid(
-        pictures["image"], pictures["label"], predicted, spec.palette, pictures["size"]
-      )
+        images.to_rgb(pictures["image"]), pictures["label"], predicted, spec.palette,
+        pictures["size"],
+      )  # fmt: skip
       if is_main:
         Image.fromarray(grid).save(os.path.join(workdir, "predictions.png"))
         writer.image(step, "predictions", grid)

@@ -213,15 +213,23 @@ def eval_labels_by_name(config):
   """Every validation label, cropped back from its padding, by file name."""
   spec, builder = pipeline.prepare(config)
   mesh = sharding.make_mesh(config)
-  out = []
-  for batch in pipeline.eval_batches(config, spec, builder, mesh):
-    for label, (h, w), keep in zip(batch["label"], batch["size"], batch["mask"], strict=True):
-      if keep:
-        assert np.all(label[h:] == 255) and np.all(label[:, w:] == 255)
-        out.append(label[:h, :w])
+  plan = pipeline.eval_plan(config, spec, builder, mesh)
+  order = [i for _, indices in plan.batches for i in indices]
+  out = {}
+  batches = pipeline.eval_batches(config, spec, builder, plan)
+  labels = [
+    (label, size, keep)
+    for batch in batches
+    for label, size, keep in zip(batch["label"], batch["size"], batch["mask"], strict=True)
+  ]
+  for index, (label, (h, w), keep) in zip(order, labels, strict=True):
+    assert keep == (index >= 0)
+    if keep:
+      assert np.all(label[h:] == 255) and np.all(label[:, w:] == 255)
+      out[index] = label[:h, :w]
   source = builder.as_data_source(config.data.eval_split or spec.eval_split)
-  names = [source[i]["file_name"].decode() for i in range(len(source))]
-  return spec, builder, dict(zip(names, out, strict=True))
+  assert sorted(out) == list(range(len(source)))
+  return spec, builder, {source[i]["file_name"].decode(): out[i] for i in out}
 
 
 def write_folder(root, rng, meta, masks, rgb=False, sizes=SIZES):

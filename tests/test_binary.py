@@ -64,7 +64,7 @@ def _binary_run(root):
   config = _config()
   config.data.folder = str(folder)
   config.data.data_dir = str(root / "tfds")
-  config.data.max_size = config.data.eval_size = (64, 64)
+  config.data.max_size = (64, 64)
   config.binary.foreground = "star"
   config.binary.threshold = 0.3
   config.model.features = 8

@@ -11,7 +11,14 @@ from jaxseg import config_checks, errors
   [
     ("crop_size", (-8, 64), r"config.crop_size=\(-8, 64\) must be \(height, width\)"),
     ("crop_size", (64,), r"config.crop_size=\(64,\)"),
-    ("data.eval_size", (0, 5), r"config.data.eval_size=\(0, 5\).*or \(\) for the default"),
+    (
+      "evaluation.crop_size",
+      (0, 5),
+      r"config.evaluation.crop_size=\(0, 5\).*or \(\) for the default",
+    ),
+    ("evaluation.mode", "tiles", r"config.evaluation.mode='tiles' must be 'whole' or 'slide'"),
+    ("data.channels", 0, r"config.data.channels=0 must be a whole number >= 1"),
+    ("evaluation.batch_pixels", 0, r"config.evaluation.batch_pixels=0 must be a whole number >= 1"),
     ("batch_size", 0, r"config.batch_size=0 must be a whole number >= 1"),
     ("num_train_steps", -5, r"config.num_train_steps=-5"),
     ("learning_rate", float("inf"), r"config.learning_rate=inf must be a number >= 0"),

@@ -17,8 +17,8 @@ decay 5e-4, random resize 0.5-2.0× of the base scale, random crop with
 | oxford_iiit_pet | train | 512×512 | 16 | 20,000 | 2048, 512 |
 | folder | your images | 256×256 | 8 | 4,000 | the images' own size |
 
-Validation images are scored at their own resolution, padded to
-`config.data.eval_size` (which must hold the largest of them).
+Validation images are scored at their own resolution, never resized
+(`config.evaluation`).
 """
 
 import dataclasses
@@ -77,7 +77,6 @@ def _recipe(*, crop, batch, steps, max_size, base_size, **more) -> dict[str, Any
   return {
     "data.variant": "",
     "data.max_size": max_size,
-    "data.eval_size": max_size,
     "crop_size": crop,
     "batch_size": batch,
     "num_train_steps": steps,

@@ -40,12 +40,13 @@ def augment_batch(
   cat_max_ratio: float = 1.0,
   num_classes: int | None = None,
   photometric: bool = False,
+  fill: Sequence[float] = MEAN_RGB,
 ) -> tuple[jax.Array, jax.Array]:
   """Randomly scales, crops, flips and colour-distorts every example of a batch.
 
   Args:
     key: PRNG key for this step; example `i` uses `fold_in(key, i)`.
-    image: `[N, H, W, 3]` uint8 images, each valid in its top-left `size`.
+    image: `[N, H, W, bands]` uint8/uint16 images, each valid in its top-left `size`.
     label: `[N, H, W]` int32 labels.
     size: `[N, 2]` int32 valid `(height, width)`; None: all of `H, W`.
     base_scale: `[N]` float32 resize factor a ratio of 1 means (e.g. what fits
@@ -58,11 +59,13 @@ def augment_batch(
       class covers less than this fraction of its labelled pixels; 1: off.
     num_classes: number of classes; required when `cat_max_ratio < 1`.
     photometric: whether to apply `photometric.distort` (brightness, contrast,
-      saturation, hue).
+      saturation, hue; RGB only).
+    fill: per-band value of pixels outside the image (the normalisation's
+      mean, so they standardise to 0).
 
   Returns:
-    `(image, label)`: `[N, ch, cw, 3]` float32 (still in [0, 255]; pixels
-    outside the image are the ImageNet mean, i.e. 0 after `normalize`) and
+    `(image, label)`: `[N, ch, cw, bands]` float32 (in the input's units;
+    pixels outside the image are `fill`) and
     `[N, ch, cw]` int32.
   """
   n, h, w = label.shape
@@ -88,6 +91,7 @@ def augment_batch(
       cat_max_ratio=cat_max_ratio,
       num_classes=num_classes,
       photometric=photometric,
+      fill=fill,
     )
 
   return jax.vmap(one)(keys, image, label, size, base_scale)
@@ -107,8 +111,9 @@ def augment_example(
   cat_max_ratio: float = 1.0,
   num_classes: int | None = None,
   photometric: bool = False,
+  fill: Sequence[float] = MEAN_RGB,
 ) -> tuple[jax.Array, jax.Array]:
-  """`augment_batch` for one `[H, W, 3]` image, `[H, W]` label and `[2]` size."""
+  """`augment_batch` for one `[H, W, bands]` image, `[H, W]` label and `[2]` size."""
   h, w = size[0].astype(jnp.float32), size[1].astype(jnp.float32)
   ch, cw = crop_size
   k_scale, k_y, k_x, k_flip = jax.random.split(key, 4)
@@ -131,7 +136,7 @@ def augment_example(
     )
   flipped = flip & jax.random.bernoulli(k_flip)
   out_image, out_label, inside = _warp(
-    image, label, size, (sh, sw), (oy, ox), flipped, crop_size, ignore_label
+    image, label, size, (sh, sw), (oy, ox), flipped, crop_size, ignore_label, fill
   )
   if photometric:
     distorted = photometric_lib.distort(jax.random.fold_in(key, 1), out_image)
@@ -214,10 +219,10 @@ def _nearest(centre_y, centre_x, size):
   return ny, nx
 
 
-def _warp(image, label, size, resized, offset, flipped, crop_size, ignore_label):
+def _warp(image, label, size, resized, offset, flipped, crop_size, ignore_label, fill=MEAN_RGB):
   centre_y, centre_x, inside = _sample_grid(size, resized, offset, flipped, crop_size)
   out_image = _bilinear(image.astype(jnp.float32), size, centre_y - 0.5, centre_x - 0.5)
-  out_image = jnp.where(inside[..., None], out_image, jnp.asarray(MEAN_RGB, jnp.float32))
+  out_image = jnp.where(inside[..., None], out_image, jnp.asarray(fill, jnp.float32))
   ny, nx = _nearest(centre_y, centre_x, size)
   out_label = jnp.where(inside, label[ny[:, None], nx[None, :]], ignore_label)
   return out_image, out_label.astype(jnp.int32), inside

@@ -1,4 +1,5 @@
-"""What a dataset holds: class pixel frequencies, image sizes, class weights.
+"""What a dataset holds: class pixel frequencies, image sizes, class weights,
+and per-band image statistics.
 
     python -m jaxseg.data.stats --dataset=voc2012 [--split=train]
     python -m jaxseg.data.stats --config=configs/unet.py:folder --config.data.folder=DIR
@@ -8,9 +9,15 @@ prints per-class pixel counts and frequencies, a histogram of image sizes, and
 median-frequency-balancing weights (Eigen & Fergus 2015, as SegNet uses them:
 `median(f) / f_c`, where `f_c` is class c's pixels over the pixels of the
 images that contain c), ready for `--config.loss.class_weights`.
+
+It also measures each image band's mean and standard deviation over the
+training split and stores them beside the prepared dataset
+(`band_stats.json`): training standardises multi-band and 16-bit images with
+them when `config.data.mean/std` are () (uint8 RGB keeps ImageNet's).
 """
 
 import collections
+import os
 
 import numpy as np
 from absl import flags
@@ -90,6 +97,7 @@ def define_flags() -> None:
   flags.DEFINE_string("dataset", None, "Overrides config.data.name.")
   flags.DEFINE_string("split", None, "Split to read; default the dataset's training split.")
   flags.DEFINE_integer("limit", 0, "Read at most this many examples (0: all).")
+  flags.DEFINE_bool("bands", True, "Also measure and store per-band image statistics.")
 
 
 def main(argv):
@@ -108,6 +116,23 @@ def main(argv):
   stats = class_statistics(labels_iter, spec.num_classes, spec.ignore_label)
   weights = median_frequency_weights(stats["pixels"], stats["image_pixels"])
   print(f"\n{config.data.name} / {split}\n" + format_report(stats, spec.class_names, weights))
+  if FLAGS.bands:
+    bands = pipeline.band_statistics(config, spec, builder, recompute=True)
+    print(format_bands(bands))
+    print(f"Stored in {os.path.join(builder.data_dir, pipeline.BAND_STATS_FILE)}")
+
+
+def format_bands(stats: dict) -> str:
+  """Per-band mean and deviation as a table and as config overrides."""
+  lines = [f"\nBands ({stats['dtype']}, {stats['images']} images, {stats['pixels']:,} pixels):"]
+  lines.append(f"  {'band':>4} {'mean':>12} {'std':>12}")
+  for i, (m, sd) in enumerate(zip(stats["mean"], stats["std"], strict=True)):
+    lines.append(f"  {i:>4} {m:>12.4f} {sd:>12.4f}")
+  as_tuple = lambda v: "(" + ", ".join(f"{x:g}" for x in v) + ",)"
+  lines.append(
+    f"  --config.data.mean='{as_tuple(stats['mean'])}' --config.data.std='{as_tuple(stats['std'])}'"
+  )
+  return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -80,7 +80,8 @@ def test_processes_read_contiguous_slices_of_the_global_batch(setup, monkeypatch
 
 def test_eval_batches_cover_every_example_once_with_padding_masked(setup):
   config, spec, builder, mesh = setup
-  batches = list(pipeline.eval_batches(config, spec, builder, mesh))
+  plan = pipeline.eval_plan(config, spec, builder, mesh)
+  batches = list(pipeline.eval_batches(config, spec, builder, plan))
   assert len(batches) == 3  # 20 examples in batches of 8: 8 + 8 + 4 (+4 padding).
   masks = np.concatenate([b["mask"] for b in batches])
   assert masks.sum() == 20 and not masks[20:].any()
@@ -108,7 +109,7 @@ def test_batch_size_not_divisible_by_devices_is_named(setup):
   config.eval_batch_size = 6
   fake_mesh = type("Mesh", (), {"shape": {"data": 4}})()
   with pytest.raises(ValueError, match=r"config\.eval_batch_size=6 must be divisible by .* \(4\)"):
-    pipeline.eval_batches(config, spec, builder, fake_mesh)
+    pipeline.eval_plan(config, spec, builder, fake_mesh)
 
 
 def test_image_label_size_mismatch_is_named():

@@ -9,12 +9,22 @@ from PIL import Image
 from jaxseg import errors
 
 
-def segmentation_features(image_encoding: str) -> tfds.features.FeaturesDict:
-  """`image` (RGB), `segmentation_mask` (one-channel PNG of class values) and
-  `file_name` (the example's source, for error messages and predictions)."""
+def segmentation_features(
+  image_encoding: str, bands: int = 3, dtype=np.uint8
+) -> tfds.features.FeaturesDict:
+  """`image`, `segmentation_mask` (one-channel PNG of class values) and
+  `file_name` (the example's source, for error messages and predictions).
+
+  The image is an RGB PNG or JPEG, or (other bands or sample types) a
+  zlib-compressed `[H, W, bands]` array.
+  """
+  if bands == 3 and np.dtype(dtype) == np.uint8:
+    image = tfds.features.Image(shape=(None, None, 3), encoding_format=image_encoding)
+  else:
+    image = tfds.features.Tensor(shape=(None, None, bands), dtype=dtype, encoding="zlib")
   return tfds.features.FeaturesDict(
     {
-      "image": tfds.features.Image(shape=(None, None, 3), encoding_format=image_encoding),
+      "image": image,
       "segmentation_mask": tfds.features.Image(shape=(None, None, 1), encoding_format="png"),
       "file_name": tfds.features.Text(),
     }

@@ -5,9 +5,12 @@
                           "palette": [[0, 0, 0], [128, 64, 128], ...],   (optional)
                           "label_map": {"255": 1},                        (optional)
                           "ignore_label": 255}                            (optional)
-      images/            NAME.png or NAME.jpg (any mode; converted to RGB)
+      images/            NAME.png or .jpg (8-bit, any mode; converted to RGB), or
+                         16-bit PNG, TIFF (.tif/.tiff, any bands, uint8/uint16)
+                         or NumPy .npy [H, W, bands] (`jaxseg.data.images`)
       masks/             NAME.png: class indices (palette-indexed or greyscale),
-                         or RGB colours that the palette maps to classes
+                         or RGB colours that the palette maps to classes;
+                         or NAME.tif: one band of class indices
 
 `classes.yaml` works as well. With `images/train/` + `images/val/` (and the
 same under `masks/`) those are the splits; otherwise every tenth image (by
@@ -17,6 +20,10 @@ masks); the ignore label (255 unless set) marks pixels left out of loss and
 metrics. Every mask is checked while building: a missing mask, a size that
 differs from its image, an unknown colour or an out-of-range value raises
 with the file named, and nothing half-built is left in the data dir.
+
+8-bit RGB images are stored as PNG; others (multi-band, 16-bit) as
+zlib-compressed arrays of their own bands and sample type, which every image
+of the folder must share.
 """
 
 import dataclasses
@@ -30,11 +37,13 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from jaxseg import errors
+from jaxseg.data import images as images_lib
 from jaxseg.data import labels
 from jaxseg.data.builders import common
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+IMAGE_EXTENSIONS = images_lib.EXTENSIONS
 META_FILES = ("classes.json", "classes.yaml", "classes.yml")
+MASK_EXTENSIONS = (".png", ".tif", ".tiff")
 VALIDATION_EVERY = 10
 
 
@@ -114,8 +123,9 @@ class UserFolder(tfds.core.GeneratorBasedBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     meta = read_meta(self.builder_config.folder)
+    bands, dtype = image_format(self.builder_config.folder)
     return self.dataset_info_from_configs(
-      features=common.segmentation_features("png"),
+      features=common.segmentation_features("png", bands=bands, dtype=dtype),
       supervised_keys=("image", "segmentation_mask"),
       metadata=tfds.core.MetadataDict(classes=list(meta.class_names)),
     )
@@ -142,10 +152,16 @@ class UserFolder(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(
     self, meta: FolderMeta, images: str, masks: str, files: list[tuple[str, str]]
   ):
+    bands, dtype = image_format(self.builder_config.folder)
     for stem, image_file in files:
       image_path = os.path.join(images, image_file)
-      image = _read_image(image_path)
-      mask_path = os.path.join(masks, f"{stem}.png")
+      image = images_lib.read_image(image_path)
+      if image.shape[-1] != bands or image.dtype != dtype:
+        raise errors.InvalidInput(
+          f"{image_path}: {image.shape[-1]} bands of {image.dtype}, but the folder's first "
+          f"image has {bands} of {np.dtype(dtype).name}; every image must have the same"
+        )
+      mask_path = _mask_path(masks, stem)
       mask = read_mask(mask_path, meta)
       if mask.shape != image.shape[:2]:
         raise errors.InvalidInput(
@@ -172,18 +188,32 @@ def _stems(images: str, sub: str) -> list[tuple[str, str]]:
   return list(found.items())
 
 
-def _read_image(path: str) -> np.ndarray:
-  try:
-    with Image.open(path) as im:
-      return np.asarray(im.convert("RGB"))
-  except OSError as e:
-    raise errors.InvalidInput(f"{path}: unreadable image ({e})") from e
+def image_format(folder: str) -> tuple[int, np.dtype]:
+  """`(bands, dtype)` of the folder's images: those of its first image."""
+  images = os.path.join(folder, "images")
+  sub = "train" if os.path.isdir(os.path.join(images, "train")) else ""
+  _, first = _stems(images, sub)[0]
+  image = images_lib.read_image(os.path.join(images, sub, first))
+  return image.shape[-1], image.dtype
+
+
+def _mask_path(masks: str, stem: str) -> str:
+  """masks/STEM.png, or .tif/.tiff where that exists."""
+  for ext in MASK_EXTENSIONS[1:]:
+    if os.path.exists(path := os.path.join(masks, stem + ext)):
+      return path
+  return os.path.join(masks, stem + MASK_EXTENSIONS[0])
 
 
 def read_mask(path: str, meta: FolderMeta) -> np.ndarray:
   """A mask file -> `[H, W]` uint8 class indices (ignore label allowed), checked."""
   if not os.path.exists(path):
     raise errors.MissingInput(f"{path}: mask missing for its image")
+  if path.lower().endswith((".tif", ".tiff")):
+    mask = images_lib.read_image(path)
+    if mask.shape[-1] != 1:
+      raise errors.InvalidInput(f"{path}: a TIFF mask must have one band, not {mask.shape[-1]}")
+    return _checked_indices(mask[..., 0].astype(np.int64), meta, path)
   try:
     with Image.open(path) as im:
       if im.mode in ("RGB", "RGBA"):
@@ -196,6 +226,10 @@ def read_mask(path: str, meta: FolderMeta) -> np.ndarray:
         )
   except OSError as e:
     raise errors.InvalidInput(f"{path}: unreadable mask ({e})") from e
+  return _checked_indices(mask, meta, path)
+
+
+def _checked_indices(mask: np.ndarray, meta: FolderMeta, path: str) -> np.ndarray:
   if mask.max() > 255:
     raise errors.InvalidInput(f"{path}: mask values up to {mask.max()}; at most 255 are supported")
   values = set(np.unique(mask).tolist())

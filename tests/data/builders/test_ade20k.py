@@ -20,7 +20,6 @@ def test_ade20k_reduces_the_zero_label(tmp_path):
       Image.fromarray(mask).save(root / "annotations" / part / f"{stem}.png")
       written[stem] = mask
   config = dataset_config(str(tmp_path / "data"), "ade20k", manual_dir=str(tmp_path / "manual"))
-  config.data.eval_size = (32, 32)
   spec, _, val = eval_labels_by_name(config)
   assert spec.num_classes == 150
   raw = written["ADE_valid_00000000"].astype(np.int32)

@@ -18,7 +18,6 @@ def test_folder_of_index_masks_trains_and_validates_on_what_was_written(tmp_path
   write_folder(folder, rng, {"classes": ["background", "cat", "dog"]}, masks)
   config = dataset_config(str(tmp_path / "data"), "folder", folder=str(folder))
   config.data.max_size = (32, 32)
-  config.data.eval_size = (32, 32)
   spec, builder, val = eval_labels_by_name(config)
   assert spec.class_names == ("background", "cat", "dog")
   assert list(val) == ["im0"]  # Every tenth image is held out.
@@ -38,7 +37,6 @@ def test_folder_rgb_masks_map_through_the_palette(tmp_path):
   folder = tmp_path / "rgb"
   write_folder(folder, rng, {"classes": ["a", "b", "c"], "palette": palette}, rgb, rgb=True)
   config = dataset_config(str(tmp_path / "data"), "folder", folder=str(folder))
-  config.data.eval_size = (32, 32)
   _, _, val = eval_labels_by_name(config)
   np.testing.assert_array_equal(val["im0"], indices[0])
 
@@ -56,7 +54,6 @@ def test_folder_binary_0_255_masks_get_a_message_with_the_fix(tmp_path):
   # With the suggested label map it builds, 255 becoming class 1.
   meta = {"classes": ["background", "crack"], "label_map": {"255": 1}}
   (folder / "classes.json").write_text(json.dumps(meta))
-  config.data.eval_size = (32, 32)
   _, _, val = eval_labels_by_name(config)
   np.testing.assert_array_equal(val["im0"], masks[0] // 255)
 
@@ -88,7 +85,7 @@ def test_unet_folder_config_trains_on_a_users_folder(tmp_path):
   with config.unlocked():
     config.data.folder = str(folder)
     config.data.data_dir = str(tmp_path / "data")
-    config.data.max_size = config.data.eval_size = (32, 32)
+    config.data.max_size = (32, 32)
     config.model.features = 4
     config.crop_size = (16, 16)
     config.batch_size = config.eval_batch_size = 2

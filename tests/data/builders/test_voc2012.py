@@ -15,7 +15,6 @@ def test_voc2012_from_extracted_devkit_with_sbd(tmp_path):
   manual = tmp_path / "manual"
   ids, written = write_voc_devkit(manual, rng)
   config = dataset_config(str(tmp_path / "data"), "voc2012", variant="aug", manual_dir=str(manual))
-  config.data.eval_size = (32, 32)
   spec, builder, val = eval_labels_by_name(config)
   assert spec.num_classes == 21
   assert sorted(val) == ids[4:6]
@@ -41,7 +40,6 @@ def test_voc2012_from_the_official_tar(tmp_path):
   with tarfile.open(manual / "VOCtrainval_11-May-2012.tar", "w") as tar:
     tar.add(extracted / "VOCdevkit", arcname="VOCdevkit")
   config = dataset_config(str(tmp_path / "data"), "voc2012", manual_dir=str(manual))
-  config.data.eval_size = (32, 32)
   _, builder, val = eval_labels_by_name(config)
   assert set(builder.info.splits) == {"train", "validation"}
   np.testing.assert_array_equal(val[ids[5]], written[ids[5]])
