@@ -44,7 +44,9 @@ def _report_user_errors(main: Callable[[list[str]], None], argv: list[str]) -> N
   except errors.UserError as e:
     if os.environ.get("JAXSEG_TRACEBACK"):
       raise
-    print(f"error: {e}", file=sys.stderr)
+    # A progress bar the error interrupted leaves its line open: start a clean one.
+    clear = "\r\033[K" if sys.stderr.isatty() else ""
+    print(f"{clear}error: {e}", file=sys.stderr)
     sys.exit(2)
 
 

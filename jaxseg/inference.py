@@ -154,7 +154,7 @@ def whole(
   h, w = image.shape[:2]
   m = max(1, size_multiple)
   padded = _pad_to(image, -(-h // m) * m, -(-w // m) * m, pad)
-  return _softmax(predict_fn(padded[None])[0, :h, :w])
+  return _softmax(np.array(predict_fn(padded[None])[0, :h, :w], np.float32))
 
 
 def whole_batch(
@@ -167,7 +167,8 @@ def whole_batch(
   width = -(-max(im.shape[1] for im in images) // m) * m
   logits = predict_fn(np.stack([_pad_to(im, height, width, pad) for im in images]))
   return [
-    _softmax(out[: im.shape[0], : im.shape[1]]) for out, im in zip(logits, images, strict=True)
+    _softmax(np.array(out[: im.shape[0], : im.shape[1]], np.float32))
+    for out, im in zip(logits, images, strict=True)
   ]
 
 
@@ -216,34 +217,37 @@ def slide_bands(
   counts = np.zeros((0, pw), np.float32)
   base = 0
   for r, y in enumerate(ys):
-    tiles = [padded[y : y + ch, x : x + cw] for x in xs]
-    outs = [
-      predict_fn(np.stack(tiles[i : i + tile_batch])) for i in range(0, len(tiles), tile_batch)
-    ]
-    outs = np.concatenate(outs)
-    if logits_sum is None:
-      logits_sum = np.zeros((0, pw, outs.shape[-1]), np.float32)
     need = y + ch - base
-    if need > len(logits_sum):  # Grow the band downwards.
-      grow = need - len(logits_sum)
-      logits_sum = np.concatenate([logits_sum, np.zeros((grow, *logits_sum.shape[1:]), np.float32)])
+    if need > len(counts):  # Grow the band downwards.
+      grow = need - len(counts)
       counts = np.concatenate([counts, np.zeros((grow, pw), np.float32)])
-    for x, out in zip(xs, outs, strict=True):
-      logits_sum[y - base : y - base + ch, x : x + cw] += out
-      counts[y - base : y - base + ch, x : x + cw] += 1
+      if logits_sum is not None:
+        zeros = np.zeros((grow, *logits_sum.shape[1:]), np.float32)
+        logits_sum = np.concatenate([logits_sum, zeros])
+    # Each batch of tiles is added as it comes back: only one batch of tile
+    # logits exists at a time, not a whole row of them.
+    for i in range(0, len(xs), tile_batch):
+      chunk = xs[i : i + tile_batch]
+      outs = predict_fn(np.stack([padded[y : y + ch, x : x + cw] for x in chunk]))
+      if logits_sum is None:
+        logits_sum = np.zeros((len(counts), pw, outs.shape[-1]), np.float32)
+      for x, out in zip(chunk, outs, strict=True):
+        logits_sum[y - base : y - base + ch, x : x + cw] += out
+        counts[y - base : y - base + ch, x : x + cw] += 1
     done = ys[r + 1] if r + 1 < len(ys) else ph  # No later tile touches rows above this.
     done = min(done, h)
     if done > base:
-      band = logits_sum[: done - base] / counts[: done - base, :, None]
-      yield base, _softmax(band[:, :w])
+      yield base, _softmax(logits_sum[: done - base, :w] / counts[: done - base, :w, None])
       logits_sum, counts = logits_sum[done - base :], counts[done - base :]
       base = done
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
-  z = logits - logits.max(-1, keepdims=True)
-  e = np.exp(z)
-  return e / e.sum(-1, keepdims=True)
+  """Softmax over the last axis, in place (`logits` must be a fresh array)."""
+  logits -= logits.max(-1, keepdims=True)
+  np.exp(logits, out=logits)
+  logits /= logits.sum(-1, keepdims=True)
+  return logits
 
 
 def slide(predict_fn: PredictFn, image: np.ndarray, **kw) -> np.ndarray:
@@ -255,16 +259,20 @@ def slide_map(
   predict_fn: PredictFn,
   image: np.ndarray,
   per_pixel: Callable[[np.ndarray], np.ndarray],
+  progress: Callable[[int], object] | None = None,
   **kw,
 ) -> np.ndarray:
   """`per_pixel` (probabilities `[rows, W, C]` -> `[rows, W, ...]`) of `slide`'s
-  probabilities, band by band: never more than a band of probabilities held."""
+  probabilities, band by band: never more than a band of probabilities held.
+  `progress(rows)` is called as each band of rows is done."""
   out = None
   for row, band in slide_bands(predict_fn, image, **kw):
     values = per_pixel(band)
     if out is None:
       out = np.empty((*image.shape[:2], *values.shape[2:]), values.dtype)
     out[row : row + len(band)] = values
+    if progress is not None:
+      progress(len(band))
   return out
 
 

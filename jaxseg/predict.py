@@ -28,6 +28,7 @@ import time
 import numpy as np
 from absl import flags
 from PIL import Image
+from tqdm.auto import tqdm
 
 from jaxseg import cli, errors, inference, runs, video
 from jaxseg.data import get_dataset_spec, images, labels
@@ -36,6 +37,7 @@ from jaxseg.models import preprocessing
 FLAGS = flags.FLAGS
 
 IMAGE_EXTENSIONS = images.EXTENSIONS
+BIG_IMAGE_PIXELS = 16 * 2**20  # Slide mode shows its progress on images this large.
 
 
 def list_inputs(path: str) -> list[str]:
@@ -149,10 +151,11 @@ def predict_clip(config, model, variables) -> None:
         save_label_png(label, spec.palette, os.path.join(label_dir, f"{len(all_pts):06d}.png"))
       all_pts.append(p)
 
-  from tqdm import tqdm
-
   foreground, threshold = inference.decision(config, spec.class_names)
-  label_fn = inference.make_label_fn(model, variables, foreground=foreground, threshold=threshold)
+  label_fn = inference.make_label_fn(
+    model, variables, foreground=foreground, threshold=threshold,
+    norm=preprocessing.from_config(config),
+  )  # fmt: skip
   with tqdm(total=clip.num_frames or None, unit="frame", desc=clip.name) as bar:
     try:
       timing = video.segment_clip(
@@ -203,12 +206,15 @@ def main(argv):
       return label
     return np.stack([label, cutout_alpha(probs[..., background], FLAGS.cutout_threshold)], -1)
 
-  def predict(image: np.ndarray) -> np.ndarray:
+  def predict(image: np.ndarray, name: str) -> np.ndarray:
     if FLAGS.mode == "slide" and scales == (1.0,) and not FLAGS.flip:
-      return inference.slide_map(
-        predict_fn, image, per_pixel, crop_size=crop, stride=stride,
-        tile_batch=FLAGS.tile_batch, pad=norm.pad,
-      )  # fmt: skip
+      # Rows done, for images that take a while.
+      big = image.shape[0] * image.shape[1] >= BIG_IMAGE_PIXELS
+      with tqdm(total=image.shape[0], unit="row", desc=name, disable=not big) as bar:
+        return inference.slide_map(
+          predict_fn, image, per_pixel, bar.update, crop_size=crop, stride=stride,
+          tile_batch=FLAGS.tile_batch, pad=norm.pad,
+        )  # fmt: skip
     probs = inference.predict_probs(
       predict_fn, image, mode=FLAGS.mode, scales=scales, flip=FLAGS.flip, crop_size=crop,
       stride=stride, tile_batch=FLAGS.tile_batch, pad=norm.pad,
@@ -227,7 +233,7 @@ def main(argv):
       failed.append(path)
       print(f"FAILED {e}", file=sys.stderr)
       continue
-    label = predict(image)
+    label = predict(image, stem)
     shown = images.to_rgb(image, rgb_bands)
     if background is not None:
       label, alpha = label[..., 0], label[..., 1]

@@ -192,3 +192,39 @@ def test_first_convolution_adapts_to_n_bands_as_timm_does():
   np.testing.assert_allclose(
     np.einsum("hw,hwco->o", grey, six), np.einsum("hw,hwco->o", grey, kernel), rtol=1e-5
   )
+
+
+def test_bad_multiband_inputs_end_in_one_error_line(tmp_path):
+  """Mistakes with multi-band data stop before anything compiles, with one
+  `error:` line naming the key or file, and exit status 2."""
+  rng = np.random.default_rng(4)
+  good = tmp_path / "good"
+  _write_tiff_folder(good, rng, n=3)
+  mixed = tmp_path / "mixed"
+  _write_tiff_folder(mixed, rng, n=3)
+  tifffile.imwrite(mixed / "images" / "tile2.tif", np.zeros((44, 48, 3), np.uint16))
+  floats = tmp_path / "floats"
+  _write_tiff_folder(floats, rng, n=3)
+  tifffile.imwrite(floats / "images" / "tile1.tif", np.zeros((42, 48, 4), np.float32))
+  four = ["--config.data.channels=4", "--config.augment.photometric=False"]
+  cases = [
+    (good, [], f"error: config.data.channels=3, but the images of {good} have 4 bands: set "
+     "--config.data.channels=4"),
+    (good, ["--config.data.channels=4", "--config.augment.photometric=True"],
+     "error: config.augment.photometric=True distorts RGB colours"),
+    (good, [*four, "--config.data.mean=(1.0,2.0,3.0)", "--config.data.std=(1.0,1.0,1.0)"],
+     "error: config.data.mean has 3 values; the images have 4 bands"),
+    (mixed, four,
+     f"error: {mixed}/images/tile2.tif: 3 bands of uint16, but the folder's first image has 4"),
+    (floats, four,
+     f"error: {floats}/images/tile1.tif: samples are float32"),
+  ]  # fmt: skip
+  for folder, flags, start in cases:
+    out = run_module(
+      "jaxseg.main", "--config=configs/unet.py:folder", f"--config.data.folder={folder}",
+      f"--config.data.data_dir={tmp_path / 'data'}", f"--workdir={tmp_path / 'run'}", *flags,
+    )  # fmt: skip
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode == 2 and last.startswith(start), out.stderr[-3000:]
+    assert "Traceback" not in out.stderr
+  assert not (tmp_path / "run").exists()

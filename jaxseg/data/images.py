@@ -77,7 +77,8 @@ def _read_png_or_jpeg(path: str) -> np.ndarray:
 
         with open(path, "rb") as f:
           return imagecodecs.png_decode(f.read())
-      return np.asarray(im.convert("RGB"))
+      # Already RGB: no converted copy (a 20,000² image is 1.2 GB).
+      return np.asarray(im if im.mode == "RGB" else im.convert("RGB"))
   finally:
     Image.MAX_IMAGE_PIXELS = limit
 
