@@ -9,6 +9,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
@@ -271,3 +272,21 @@ def torch_reference(tmp_path, model: str, output_stride: int = 32, size: int = 9
   assert done.returncode == 0, done.stderr
   weights = [f for f in os.listdir(tmp_path) if f.startswith("weights.")]
   return str(tmp_path / weights[0]), dict(np.load(tmp_path / "expected.npz"))
+
+
+def tiny_folder_config(data_dir: str, folder, **overrides):
+  """A 4-feature U-Net on the `folder` dataset in `folder`: 32² crops,
+  batches of 2, 2 steps and an evaluation; `overrides` by dotted key."""
+  config = default.get_config()
+  config.data.name = "folder"
+  config.data.variant = ""
+  config.data.folder = str(folder)
+  config.data.data_dir = data_dir
+  config.model = ml_collections.ConfigDict({"name": "unet", "features": 4})
+  config.crop_size = (32, 32)
+  config.batch_size = config.eval_batch_size = 2
+  config.num_train_steps = config.eval_every_steps = 2
+  config.warmup_steps = 0
+  config.num_pictures = 2
+  config.update_from_flattened_dict(overrides)
+  return config

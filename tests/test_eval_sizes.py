@@ -8,10 +8,10 @@ import shutil
 import numpy as np
 from PIL import Image
 
-from configs import default
 from jaxseg import inference, runs, train
 from jaxseg.data import pipeline
 from jaxseg.data.builders import folder as folder_builder
+from tests.helpers import tiny_folder_config
 
 SMALL, LARGE = (50, 60), (1500, 2000)
 
@@ -30,19 +30,7 @@ def _write_folder(root, rng):
 
 
 def _config(tmp_path, folder):
-  config = default.get_config()
-  config.data.name = "folder"
-  config.data.variant = ""
-  config.data.folder = str(folder)
-  config.data.data_dir = str(tmp_path / "data")
-  config.model = default.ml_collections.ConfigDict({"name": "unet", "features": 4})
-  config.crop_size = (32, 32)
-  config.batch_size = 2
-  config.eval_batch_size = 4
-  config.num_train_steps = config.eval_every_steps = 2
-  config.warmup_steps = 0
-  config.num_pictures = 2
-  return config
+  return tiny_folder_config(str(tmp_path / "data"), folder, eval_batch_size=4)
 
 
 def _independent_scores(workdir, folder, label_of):

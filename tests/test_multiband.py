@@ -10,11 +10,10 @@ import pytest
 import tifffile
 from PIL import Image
 
-from configs import default
 from jaxseg import errors, export, inference, pretrained, runs, train
 from jaxseg.data import images, pipeline
 from jaxseg.models import preprocessing
-from tests.helpers import run_module
+from tests.helpers import run_module, tiny_folder_config
 
 BANDS = 4
 
@@ -52,20 +51,8 @@ def _write_tiff_folder(root, rng, n=10):
 
 
 def _config(tmp_path, folder):
-  config = default.get_config()
-  config.data.name = "folder"
-  config.data.variant = ""
-  config.data.folder = str(folder)
-  config.data.data_dir = str(tmp_path / "data")
-  config.data.channels = BANDS
-  config.data.max_size = (64, 64)
-  config.model = default.ml_collections.ConfigDict({"name": "unet", "features": 4})
-  config.crop_size = (32, 32)
-  config.batch_size = config.eval_batch_size = 2
-  config.num_train_steps = config.eval_every_steps = 3
-  config.warmup_steps = 0
-  config.num_pictures = 2
-  return config
+  overrides = {"data.channels": BANDS, "data.max_size": (64, 64), "num_train_steps": 3}
+  return tiny_folder_config(str(tmp_path / "data"), folder, eval_every_steps=3, **overrides)
 
 
 def test_four_band_16bit_tiff_folder_trains_predicts_and_exports(tmp_path):
