@@ -73,6 +73,13 @@ def prepare(config: ml_collections.ConfigDict) -> tuple[DatasetSpec, tfds.core.D
     if (jax.process_index() == 0) == (turn == 0):
       try:
         builder.download_and_prepare(file_format="array_record", download_config=download_config)
+      except ImportError as e:
+        if "tensorflow" not in str(e).lower():
+          raise
+        raise errors.MissingInput(
+          f"preparing {builder.info.full_name} needs TensorFlow (reading it later does not): "
+          "pip install 'jaxseg[prepare]', or pip install -r requirements.txt"
+        ) from e
       except AssertionError as e:  # TFDS's way of saying the manual dir is missing.
         if "Manual directory" not in str(e):
           raise
