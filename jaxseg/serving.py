@@ -16,23 +16,37 @@ import json
 import os
 
 import numpy as np
-from jax import export
 from PIL import Image
 
 
 class ExportedSegmenter:
-  """An exported jaxseg model and its label metadata."""
+  """An exported jaxseg model (`model.jax`) and its label metadata.
+
+  Subclasses for other formats (`serving_tf.py`) override `FORMAT`, `_load`
+  and `logits`; images are tiled, or run whole where the export takes any size.
+  """
+
+  FORMAT = "stablehlo"
+  any_size = False
 
   def __init__(self, model_dir: str):
     with open(os.path.join(model_dir, "metadata.json")) as f:
       self.metadata = json.load(f)
-    with open(os.path.join(model_dir, "model.jax"), "rb") as f:
-      self.exported = export.deserialize(bytearray(f.read()))
+    # Exports from before per-format metadata are StableHLO at the tile size.
+    info = self.metadata.get("formats", {}).get(self.FORMAT, {})
+    self.any_size = bool(info.get("symbolic_size"))
+    self._load(model_dir, info)
     self.tile = tuple(self.metadata["input_size"])
     self.class_names = tuple(self.metadata["class_names"])
     self.palette = np.asarray(self.metadata["palette"], np.uint8)
     self.dtype = np.dtype(self.metadata.get("input_dtype", "uint8"))
     self.pad_colour = np.asarray(self.metadata["pad_colour"], self.dtype)
+
+  def _load(self, model_dir: str, info: dict) -> None:
+    from jax import export  # Only this format needs JAX.
+
+    with open(os.path.join(model_dir, info.get("path", "model.jax")), "rb") as f:
+      self.exported = export.deserialize(bytearray(f.read()))
 
   def logits(self, images: np.ndarray) -> np.ndarray:
     """`[N, tile_h, tile_w, bands]` -> float32 `[N, tile_h, tile_w, C]`."""
@@ -43,6 +57,8 @@ class ExportedSegmenter:
     uint8 class indices (a binary run's foreground by its threshold, as
     `metadata["binary"]` says)."""
     h, w = image.shape[:2]
+    if self.any_size:  # The export pads and crops inside.
+      return self._decide(self.logits(image[None])[0])
     th, tw = self.tile
     ph, pw = max(h, th), max(w, tw)
     padded = np.empty((ph, pw, len(self.pad_colour)), self.pad_colour.dtype)
@@ -61,7 +77,9 @@ class ExportedSegmenter:
       for (y, x), tile_logits in zip(chunk, out, strict=True):
         total[y : y + th, x : x + tw] += tile_logits
         count[y : y + th, x : x + tw] += 1
-    logits = (total / count)[:h, :w]
+    return self._decide((total / count)[:h, :w])
+
+  def _decide(self, logits: np.ndarray) -> np.ndarray:
     binary = self.metadata.get("binary")
     if binary is None:
       return logits.argmax(-1).astype(np.uint8)
@@ -80,13 +98,16 @@ def _starts(size: int, tile: int) -> list[int]:
   return [min(i * stride, size - tile) for i in range(n)]
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(formats: dict | None = None, doc: str = __doc__):
+  """The command line; `formats` maps `--format` names to segmenter classes."""
+  formats = formats or {"stablehlo": ExportedSegmenter}
+  parser = argparse.ArgumentParser(description=doc.split("\n", maxsplit=1)[0])
   parser.add_argument("--model_dir", default=os.path.dirname(os.path.abspath(__file__)))
+  parser.add_argument("--format", choices=sorted(formats), default=next(iter(formats)))
   parser.add_argument("--input", required=True)
   parser.add_argument("--output", required=True)
   args = parser.parse_args()
-  model = ExportedSegmenter(args.model_dir)
+  model = formats[args.format](args.model_dir)
   if args.input.lower().endswith((".tif", ".tiff")):
     import tifffile  # Multi-band images.
 

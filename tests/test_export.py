@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
-from jaxseg import inference, runs
+from jaxseg import errors, export, inference, runs
 from tests.helpers import run_module
 
 
@@ -49,3 +50,52 @@ def test_export_runs_in_a_fresh_process_without_the_training_code(trained_run, t
     metadata = json.load(f)
   assert metadata["input_size"] == [64, 64] and metadata["checkpoint_step"] == 4
   assert metadata["class_names"][1] == "circle"
+
+
+def test_savedmodel_and_tflite_exports_are_checked_and_served_by_their_runtime(
+  tmp_path, trained_run
+):
+  """PSPNet (the trained tiny run) to a SavedModel and a TFLite file, each
+  checked against the training code when written; `serving_tf.py` runs them
+  in a process that imports neither jaxseg nor Flax (TensorFlow itself
+  imports JAX where it is installed)."""
+  workdir, _ = trained_run
+  out_dir = tmp_path / "export"
+  export.export_run(workdir, str(out_dir), size=(64, 64), formats=("savedmodel", "tflite"))
+  with open(out_dir / "metadata.json") as f:
+    formats = json.load(f)["formats"]
+  assert set(formats) == {"savedmodel", "tflite"}
+  for info in formats.values():
+    assert info["check"]["max_abs_diff"] <= 1e-3 and len(info["check"]["shapes"]) == 2
+  assert formats["tflite"]["input_shape"] == [1, 64, 64, 3]
+  image = np.random.default_rng(3).integers(0, 256, (64, 80, 3), np.uint8)
+  np.save(tmp_path / "image.npy", image)
+  script = (
+    "import sys, numpy as np\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "from serving_tf import SavedModelSegmenter, TFLiteSegmenter\n"
+    "image = np.load(sys.argv[2])\n"
+    "np.save(sys.argv[3], SavedModelSegmenter(sys.argv[1]).predict(image))\n"
+    "np.save(sys.argv[4], TFLiteSegmenter(sys.argv[1]).predict(image))\n"
+    "loaded = {k.split('.')[0] for k in sys.modules}\n"
+    "assert not loaded & {'jaxseg', 'flax'}, loaded & {'jaxseg', 'flax'}\n"
+  )
+  files = [str(tmp_path / n) for n in ("image.npy", "sm.npy", "tfl.npy")]
+  served = subprocess.run(
+    [sys.executable, "-c", script, str(out_dir), *files],
+    capture_output=True, text=True, cwd=str(tmp_path), timeout=600,
+  )  # fmt: skip
+  assert served.returncode == 0, served.stderr[-3000:]
+  _, _, predict_fn = runs.load_predictor(workdir, "best")
+  expected = inference.slide(predict_fn, image, crop_size=(64, 64), stride=(42, 42)).argmax(-1)
+  if formats["savedmodel"]["symbolic_size"]:  # Whole image, padded inside to 64×96.
+    expected = inference.whole(predict_fn, image).argmax(-1)
+  assert (np.load(files[1]) == expected).mean() > 0.999
+  tiled = inference.slide(predict_fn, image, crop_size=(64, 64), stride=(42, 42)).argmax(-1)
+  assert (np.load(files[2]) == tiled).mean() > 0.999
+
+
+def test_unknown_export_format_is_named(trained_run, tmp_path):
+  workdir, _ = trained_run
+  with pytest.raises(errors.InvalidInput, match="--format=onnx: formats are stablehlo, savedmodel"):
+    export.export_run(workdir, str(tmp_path), formats=("onnx",))

@@ -74,6 +74,7 @@ class Conv(nn.Module):
       and self.groups == 1
       and self.strides == 1
       and same
+      and all(isinstance(d, int) for d in x.shape[1:3])  # Not symbolic (an export's).
       and self.dilation >= max(x.shape[1:3])
     ):
       # Every off-centre tap reads only padding (ASPP's large rates on small

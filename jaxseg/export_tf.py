@@ -1,0 +1,142 @@
+"""TensorFlow SavedModel and TFLite exports of a run (`jaxseg.export --format=...`).
+
+Both come from `jax2tf` (the network as StableHLO inside a TF graph; the
+TFLite converter lowers it to TFLite builtins):
+
+- `savedmodel/`: batch, height and width symbolic where the network allows
+  (images are padded to a multiple of 32 inside the graph with the run's pad
+  value and the logits cropped back); otherwise the tile size, said so.
+- `model.tflite`: one image of the tile size (TFLite's converter and runtime
+  take neither the dynamic padding nor gathers over a symbolic batch; mobile
+  runtimes run one frame at a time anyway).
+
+Each is checked when written: its own runtime (TensorFlow, the TFLite
+interpreter) runs sample inputs and its logits are compared with the
+training code's (`inference.make_predict_fn`); the worst difference is printed
+and stored in `metadata.json`. `serving_tf.py` runs either with TensorFlow (or
+ai-edge-litert) alone.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxseg import inference
+from jaxseg.models import onednn, preprocessing
+
+SIZE_MULTIPLE = 32
+# Largest |logit difference| an export may show against the training code.
+TOLERANCE = 1e-3
+
+
+def padded_forward(model, variables, norm: preprocessing.Normalization):
+  """`images [N, h, w, bands] -> logits [N, h, w, C]` for any h, w: padded to
+  a multiple of 32 with `norm.pad` inside (concatenation, which symbolic
+  shapes allow), logits sliced back."""
+
+  def serve(images):
+    n, h, w, c = images.shape
+    height = SIZE_MULTIPLE * ((h + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE)
+    width = SIZE_MULTIPLE * ((w + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE)
+    pad = jnp.asarray(norm.pad, images.dtype)
+    x = jnp.concatenate([images, jnp.broadcast_to(pad, (n, height - h, w, c))], axis=1)
+    x = jnp.concatenate([x, jnp.broadcast_to(pad, (n, height, width - w, c))], axis=2)
+    logits = inference.forward_logits(model, variables, x, norm)
+    return jax.lax.slice(logits, (0, 0, 0, 0), (n, h, w, logits.shape[-1]))
+
+  return serve
+
+
+def _tf_module(fn, spec_shape, dtype: str, batch: int | None = None):
+  """A `tf.Module` whose `serve` is `fn` through jax2tf, for images of
+  `[batch, *spec_shape]` (None: symbolic)."""
+  import tensorflow as tf
+  from jax.experimental import jax2tf
+
+  dims = [str(d) if d else name for d, name in zip((batch, *spec_shape), "bhwc", strict=True)]
+  poly = f"({', '.join(dims)})"
+  converted = jax2tf.convert(fn, polymorphic_shapes=[poly], with_gradient=False)
+  module = tf.Module()
+  signature = [tf.TensorSpec([batch, *spec_shape], tf.as_dtype(dtype), name="images")]
+  module.serve = tf.function(converted, autograph=False, input_signature=signature)
+  return module
+
+
+def save_savedmodel(model, variables, norm, output: str, size) -> dict:
+  """Writes `output/savedmodel`; returns what `metadata.json` says of it."""
+  import tensorflow as tf
+
+  path = os.path.join(output, "savedmodel")
+  serve = padded_forward(model, variables, norm)
+  with onednn.backend("xla"):
+    try:
+      module = _tf_module(serve, (None, None, norm.channels), norm.dtype)
+      module.serve.get_concrete_function()  # Traces: fails here if shapes must be fixed.
+      shape, symbolic = [None, None, norm.channels], True
+    except Exception as e:  # Any tracing failure: the network needs fixed shapes.
+      print(f"savedmodel: height and width fixed at {tuple(size)} ({type(e).__name__})")
+      module = _tf_module(serve, (*size, norm.channels), norm.dtype)
+      shape, symbolic = [*size, norm.channels], False
+    tf.saved_model.save(module, path)
+  return {"path": "savedmodel", "signature": "serve", "input_shape": [None, *shape],
+          "symbolic_size": symbolic}  # fmt: skip
+
+
+def save_tflite(model, variables, norm, output: str, size) -> dict:
+  """Writes `output/model.tflite` (one image of `size`)."""
+  import tensorflow as tf
+
+  serve = padded_forward(model, variables, norm)
+  with onednn.backend("xla"):
+    module = _tf_module(serve, (*size, norm.channels), norm.dtype, batch=1)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [module.serve.get_concrete_function()], module
+    )
+    flatbuffer = converter.convert()
+  with open(os.path.join(output, "model.tflite"), "wb") as f:
+    f.write(flatbuffer)
+  return {"path": "model.tflite", "input_shape": [1, *size, norm.channels],
+          "symbolic_size": False}  # fmt: skip
+
+
+def run_savedmodel(output: str, images: np.ndarray) -> np.ndarray:
+  import tensorflow as tf
+
+  loaded = tf.saved_model.load(os.path.join(output, "savedmodel"))
+  return loaded.serve(tf.constant(images)).numpy()
+
+
+def run_tflite(output: str, images: np.ndarray) -> np.ndarray:
+  import tensorflow as tf
+
+  interpreter = tf.lite.Interpreter(model_path=os.path.join(output, "model.tflite"))
+  interpreter.allocate_tensors()
+  (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+  logits = []
+  for image in images:  # The model takes one image.
+    interpreter.set_tensor(inp["index"], image[None])
+    interpreter.invoke()
+    logits.append(interpreter.get_tensor(out["index"])[0])
+  return np.stack(logits)
+
+
+def check(run, predict_fn, norm, shapes, name: str) -> dict:
+  """Runs the export on random images of each `(batch, h, w)` in `shapes` and
+  compares with the training code's logits (whole images padded to a
+  multiple of 32, cropped back); raises if they differ by more than TOLERANCE."""
+  rng = np.random.default_rng(0)
+  worst = 0.0
+  for n, h, w in shapes:
+    top = np.iinfo(norm.dtype).max
+    images = rng.integers(0, top + 1, (n, h, w, norm.channels)).astype(norm.dtype)
+    padded = np.stack(
+      [inference._pad_to(im, -(-h // 32) * 32, -(-w // 32) * 32, norm.pad) for im in images]
+    )
+    expected = predict_fn(padded)[:, :h, :w]
+    worst = max(worst, float(np.abs(run(images) - expected).max()))
+  print(f"{name}: worst |logit difference| against the training code {worst:.2e} on {shapes}")
+  if worst > TOLERANCE:
+    raise RuntimeError(f"{name} export differs from the training code by {worst:.2e}")
+  return {"shapes": [list(s) for s in shapes], "max_abs_diff": worst}
