@@ -125,15 +125,14 @@ def run_tflite(output: str, images: np.ndarray) -> np.ndarray:
 def check(run, predict_fn, norm, shapes, name: str) -> dict:
   """Runs the export on random images of each `(batch, h, w)` in `shapes` and
   compares with the training code's logits (whole images padded to a
-  multiple of 32, cropped back); raises if they differ by more than TOLERANCE."""
+  multiple of SIZE_MULTIPLE, cropped back); raises if they differ by more than TOLERANCE."""
   rng = np.random.default_rng(0)
   worst = 0.0
   for n, h, w in shapes:
     top = np.iinfo(norm.dtype).max
     images = rng.integers(0, top + 1, (n, h, w, norm.channels)).astype(norm.dtype)
-    padded = np.stack(
-      [inference._pad_to(im, -(-h // 32) * 32, -(-w // 32) * 32, norm.pad) for im in images]
-    )
+    height, width = -(-h // SIZE_MULTIPLE) * SIZE_MULTIPLE, -(-w // SIZE_MULTIPLE) * SIZE_MULTIPLE
+    padded = np.stack([inference._pad_to(im, height, width, norm.pad) for im in images])
     expected = predict_fn(padded)[:, :h, :w]
     worst = max(worst, float(np.abs(run(images) - expected).max()))
   print(f"{name}: worst |logit difference| against the training code {worst:.2e} on {shapes}")

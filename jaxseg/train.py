@@ -177,16 +177,14 @@ def evaluate(
   if plan.slide:
     crop = tuple(config.evaluation.crop_size) or tuple(config.crop_size)
     stride = tuple(config.evaluation.stride) or inference.default_stride(crop)
-    devices = mesh.shape[sharding.DATA_AXIS]
-    per_call = max(
-      1, min(config.eval_batch_size, config.evaluation.batch_pixels // math.prod(crop))
-    )
-    tile_batch = max(devices, per_call // devices * devices)
+    tile_batch = pipeline.images_per_call(config, math.prod(crop), mesh)
     predict = _tile_predictor(lambda tiles: tiles_fn(state, tiles), tile_batch, mesh)
     pad = preprocessing.from_config(config).pad
     decide = lambda band: inference.decide(band, foreground, threshold).astype(np.int32)
+    split = config.data.eval_split or spec.eval_split
+    decoded, _ = pipeline.decoded_split(config, spec, builder, split)
     for index in plan.slide:  # Every process scores these (same data, same counts).
-      example = pipeline.eval_example(config, spec, builder, index)
+      example = decoded[index]
       predicted = inference.slide_map(
         predict, example["image"], decide, crop_size=crop, stride=stride,
         tile_batch=tile_batch, pad=pad,
@@ -370,6 +368,7 @@ def train_and_evaluate(
   # The same few validation examples, drawn with their predictions at every evaluation.
   if config.num_pictures:
     pictures = pipeline.eval_examples(config, spec, builder, config.num_pictures)
+    shown = images.to_rgb(pictures["image"])  # Bands stretched once, as pictures.
   p_predict = jax.jit(
     lambda state, images: inference.decide_logits(
       inference.forward_logits(model, _variables(state), images, norm), foreground, threshold
@@ -393,8 +392,7 @@ def train_and_evaluate(
     if config.num_pictures:
       predicted = np.asarray(p_predict(state, pictures["image"]))
       grid = visualize.prediction_grid(
-        images.to_rgb(pictures["image"]), pictures["label"], predicted, spec.palette,
-        pictures["size"],
+        shown, pictures["label"], predicted, spec.palette, pictures["size"],
       )  # fmt: skip
       if is_main:
         Image.fromarray(grid).save(os.path.join(workdir, "predictions.png"))

@@ -366,7 +366,6 @@ def eval_plan(config: ml_collections.ConfigDict, spec: DatasetSpec, builder, mes
   decoded, _ = decoded_split(config, spec, builder, config.data.eval_split or spec.eval_split)
   sizes_ds = decoded.map(lambda e: e["label"].shape).to_iter_dataset(_read_options(config))
   sizes = list(tqdm(sizes_ds, total=len(decoded), desc="validation image sizes", unit="image"))
-  devices = mesh.shape[sharding.DATA_AXIS]
   budget = config.evaluation.batch_pixels
   groups: dict[tuple[int, int], list[int]] = {}
   slide = []
@@ -378,12 +377,21 @@ def eval_plan(config: ml_collections.ConfigDict, spec: DatasetSpec, builder, mes
       groups.setdefault(shape, []).append(i)
   batches = []
   for shape, members in sorted(groups.items()):
-    fit = max(1, min(config.eval_batch_size, budget // (shape[0] * shape[1])))
-    size = max(devices, fit // devices * devices)
+    size = images_per_call(config, shape[0] * shape[1], mesh)
     for start in range(0, len(members), size):
       chunk = members[start : start + size]
       batches.append((shape, tuple(chunk + [-1] * (size - len(chunk)))))
   return EvalPlan(tuple(batches), tuple(slide), len(sizes))
+
+
+def images_per_call(config: ml_collections.ConfigDict, pixels: int, mesh) -> int:
+  """How many images (or sliding-window tiles) of `pixels` pixels one
+  evaluation call takes: at most `config.eval_batch_size` and
+  `config.evaluation.batch_pixels` pixels, a multiple of the data-parallel
+  devices (at least one each)."""
+  devices = mesh.shape[sharding.DATA_AXIS]
+  fit = max(1, min(config.eval_batch_size, config.evaluation.batch_pixels // pixels))
+  return max(devices, fit // devices * devices)
 
 
 def _eval_example(decoded, norm, ignore_label, shape):
@@ -414,12 +422,6 @@ def eval_batches(config: ml_collections.ConfigDict, spec: DatasetSpec, builder, 
     yield from ds.batch(share).to_iter_dataset(_read_options(config))
 
 
-def eval_example(config, spec: DatasetSpec, builder, index: int) -> dict[str, np.ndarray]:
-  """Validation example `index` at its own size: `image`, `label`."""
-  decoded, _ = decoded_split(config, spec, builder, config.data.eval_split or spec.eval_split)
-  return decoded[index]
-
-
 def eval_examples(
   config: ml_collections.ConfigDict, spec: DatasetSpec, builder, count: int
 ) -> dict[str, np.ndarray]:
@@ -429,11 +431,6 @@ def eval_examples(
   decoded, _ = decoded_split(config, spec, builder, config.data.eval_split or spec.eval_split)
   chosen = [decoded[i] for i in range(min(count, len(decoded)))]
   shape = tuple(bucket(max(e["label"].shape[d] for e in chosen)) for d in (0, 1))
-  load = _eval_example(
-    {i: e for i, e in enumerate(chosen)},
-    preprocessing.from_config(config),
-    spec.ignore_label,
-    shape,
-  )
+  load = _eval_example(chosen, preprocessing.from_config(config), spec.ignore_label, shape)
   examples = [load(i) for i in range(len(chosen))]
   return {k: np.stack([e[k] for e in examples]) for k in ("image", "label", "size")}
