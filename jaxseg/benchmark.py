@@ -25,6 +25,7 @@ Prints a table and, with `--json`, writes one JSON object.
 import dataclasses
 import functools
 import json
+import os
 import resource
 import time
 
@@ -292,8 +293,11 @@ def define_flags() -> None:
   flags.DEFINE_enum(
     "mode",
     "both",
-    ["train", "infer", "both", "latency"],
-    "What to time (latency: see jaxseg.latency).",
+    ["train", "infer", "both", "latency", "exports"],
+    "What to time (latency: see jaxseg.latency; exports: jaxseg.export_latency).",
+  )
+  flags.DEFINE_list(
+    "formats", ["stablehlo", "onnx", "savedmodel", "tflite"], "--mode=exports: formats to time."
   )
   flags.DEFINE_string("sizes", "", "--mode=latency: HxW,HxW; default: the config's crop size.")
   flags.DEFINE_list("dtypes", [], "--mode=latency: float32,bfloat16; default: the config's dtype.")
@@ -350,11 +354,34 @@ def latency_main() -> None:
       json.dump({"latency": rows}, f, indent=2)
 
 
+def exports_main() -> None:
+  """`--mode=exports`: the table of `jaxseg.export_latency`."""
+  from jaxseg import export_latency, latency
+
+  sizes = latency.parse_sizes(FLAGS.sizes or "512x512")
+  rows = []
+  for spec, config in cli.load_configs():
+    for size in sizes:
+      print(f"Exporting and timing {spec} at {size[0]}x{size[1]}, batch 1 ...", flush=True)
+      rows += export_latency.measure(
+        spec, config, size, FLAGS.formats, steps=FLAGS.steps, warmup=FLAGS.warmup,
+        num_classes=FLAGS.num_classes,
+      )  # fmt: skip
+  print(f"\n{os.cpu_count()} CPU cores, batch 1, float32")
+  print(export_latency.format_table(rows))
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump({"exports": rows}, f, indent=2)
+
+
 def main(argv):
   del argv
   cli.quiet_logging()
   if FLAGS.mode == "latency":
     latency_main()
+    return
+  if FLAGS.mode == "exports":
+    exports_main()
     return
   modes = ("train", "infer") if FLAGS.mode == "both" else (FLAGS.mode,)
   records = []

@@ -1,11 +1,14 @@
 """Exports a trained run for serving: `python -m jaxseg.export --workdir=DIR --output=DIR`.
 
-`--format` (one or more of stablehlo, savedmodel, tflite; default stablehlo)
+`--format` (one or more of stablehlo, onnx, savedmodel, tflite; default stablehlo)
 writes, into `--output`:
   model.jax       (stablehlo) the network with its preprocessing, serialized with
                   `jax.export` (StableHLO): the run's images (uint8 RGB
                   `[batch, H, W, 3]`, or its bands and sample type) in,
                   float32 logits `[batch, H, W, C]` out, any batch size;
+  model.onnx      (onnx) ONNX opset 17 for onnxruntime and the runtimes that
+                  read ONNX: any batch and, where the network allows, any
+                  height and width (translated by `jaxseg.to_onnx`);
   savedmodel/     (savedmodel) a TensorFlow SavedModel, `serve` signature,
                   any batch and, where the network allows, any height and width;
   model.tflite    (tflite) TFLite flatbuffer, one image of the tile size;
@@ -13,14 +16,16 @@ writes, into `--output`:
                   and per format its file, input shape and parity check;
   serving.py      a loader and command line that run model.jax with only jax,
                   numpy and Pillow (`python serving.py --input=x.jpg --output=y.png`);
+  serving_onnx.py the same for model.onnx with onnxruntime alone;
   serving_tf.py   the same for savedmodel/ and model.tflite with TensorFlow
                   (or ai-edge-litert) alone.
 
 Every format is checked as it is written: run by its own runtime on random
-images, its logits equal the training code's within 1e-3 (`export_tf.check`);
-the worst difference is printed and stored.
+images of two sizes, its logits equal the training code's within 1e-3 of the
+largest |logit| (`check`); the worst difference is printed and stored.
 """
 
+import functools
 import json
 import os
 import shutil
@@ -30,11 +35,21 @@ import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
-from jaxseg import cli, errors, export_tf, inference, runs
+from jaxseg import cli, errors, export_onnx, export_tf, inference, runs
 from jaxseg.data import get_dataset_spec, labels
 from jaxseg.models import onednn, preprocessing
 
-FORMATS = ("stablehlo", "savedmodel", "tflite")
+FORMATS = ("stablehlo", "onnx", "savedmodel", "tflite")
+# Largest |logit difference| an export may show against the training code,
+# relative to the largest |logit| (or 1 if that is smaller).
+TOLERANCE = 1e-3
+# Formats besides StableHLO: (write, run on images, file), each of (model,
+# variables, norm, output, size) -> metadata and (output, images) -> logits.
+WRITERS = {
+  "onnx": (export_onnx.save_onnx, export_onnx.run_onnx, "model.onnx"),
+  "savedmodel": (export_tf.save_savedmodel, export_tf.run_savedmodel, "savedmodel"),
+  "tflite": (export_tf.save_tflite, export_tf.run_tflite, "model.tflite"),
+}
 
 FLAGS = flags.FLAGS
 
@@ -62,26 +77,22 @@ def export_run(
   written, paths = {}, []
   tile = [(1, *size), (2, *size)]
   if "stablehlo" in formats:
-    exported = _stablehlo(model, variables, norm, size, platforms)
+    exported = stablehlo_export(model, variables, norm, size, platforms)
     paths.append(os.path.join(output, "model.jax"))
     with open(paths[-1], "wb") as f:
       f.write(exported.serialize())
     written["stablehlo"] = {"path": "model.jax", "input_shape": [None, *size, norm.channels]}
     if jax.default_backend() in exported.platforms:
       run = lambda images: np.asarray(exported.call(images))
-      written["stablehlo"]["check"] = export_tf.check(run, predict_fn, norm, tile, "stablehlo")
-  if "savedmodel" in formats:
-    written["savedmodel"] = export_tf.save_savedmodel(model, variables, norm, output, size)
-    paths.append(os.path.join(output, "savedmodel"))
-    other = (max(1, size[0] - 13), size[1] + 7)  # Not a multiple of 32.
-    shapes = [(2, *size), (1, *other)] if written["savedmodel"]["symbolic_size"] else tile
-    run = lambda images: export_tf.run_savedmodel(output, images)
-    written["savedmodel"]["check"] = export_tf.check(run, predict_fn, norm, shapes, "savedmodel")
-  if "tflite" in formats:
-    written["tflite"] = export_tf.save_tflite(model, variables, norm, output, size)
-    paths.append(os.path.join(output, "model.tflite"))
-    run = lambda images: export_tf.run_tflite(output, images)
-    written["tflite"]["check"] = export_tf.check(run, predict_fn, norm, tile, "tflite")
+      written["stablehlo"]["check"] = check(run, predict_fn, norm, tile, "stablehlo")
+  other = (max(1, size[0] - 13), size[1] + 7)  # Not a multiple of 32.
+  for name, (save, run_export, path) in WRITERS.items():
+    if name in formats:
+      written[name] = save(model, variables, norm, output, size)
+      paths.append(os.path.join(output, path))
+      shapes = [(2, *size), (1, *other)] if written[name]["symbolic_size"] else tile
+      run = functools.partial(run_export, output)
+      written[name]["check"] = check(run, predict_fn, norm, shapes, name)
   spec = get_dataset_spec(config.data)
   metadata = {
     "model": config.model.name,
@@ -108,13 +119,15 @@ def export_run(
   with open(os.path.join(output, "metadata.json"), "w") as f:
     json.dump(metadata, f, indent=2)
   here = os.path.dirname(__file__)
-  shutil.copy(os.path.join(here, "serving.py"), output)  # serving_tf.py reuses its tiling.
+  shutil.copy(os.path.join(here, "serving.py"), output)  # The others reuse its tiling.
+  if "onnx" in formats:
+    shutil.copy(os.path.join(here, "serving_onnx.py"), output)
   if {"savedmodel", "tflite"} & set(formats):
     shutil.copy(os.path.join(here, "serving_tf.py"), output)
   return paths[0]
 
 
-def _stablehlo(model, variables, norm, size, platforms):
+def stablehlo_export(model, variables, norm, size, platforms):
   """`jax.export` of the forward pass at the tile size, any batch."""
 
   def serve(images):
@@ -125,6 +138,34 @@ def _stablehlo(model, variables, norm, size, platforms):
   # XLA's convolutions only: an export runs where jaxseg's library is absent.
   with onednn.backend("xla"):
     return jax.export.export(jax.jit(serve), platforms=platforms)(spec_in)
+
+
+def check(run, predict_fn, norm, shapes, name: str) -> dict:
+  """Runs the export on random images of each `(batch, h, w)` in `shapes` and
+  compares with the training code's logits (whole images padded to a multiple
+  of EXPORT_SIZE_MULTIPLE, cropped back). Float32 rounding grows with the
+  logits, so the bound is TOLERANCE times the largest |logit| (at least 1)."""
+  rng = np.random.default_rng(0)
+  worst, scale = 0.0, 1.0
+  for n, h, w in shapes:
+    top = np.iinfo(norm.dtype).max
+    images = rng.integers(0, top + 1, (n, h, w, norm.channels)).astype(norm.dtype)
+    m = inference.EXPORT_SIZE_MULTIPLE
+    height, width = -(-h // m) * m, -(-w // m) * m
+    padded = np.stack([inference._pad_to(im, height, width, norm.pad) for im in images])
+    expected = predict_fn(padded)[:, :h, :w]
+    worst = max(worst, float(np.abs(run(images) - expected).max()))
+    scale = max(scale, float(np.abs(expected).max()))
+  print(
+    f"{name}: worst |logit difference| against the training code {worst:.2e} "
+    f"(largest |logit| {scale:.3g}) on {shapes}"
+  )
+  if worst > TOLERANCE * scale:
+    raise RuntimeError(
+      f"{name} export differs from the training code by {worst:.2e} "
+      f"(more than {TOLERANCE:g} × the largest |logit|, {scale:.3g})"
+    )
+  return {"shapes": [list(s) for s in shapes], "max_abs_diff": worst, "max_abs_logit": scale}
 
 
 def define_flags() -> None:
@@ -146,8 +187,11 @@ def main(argv):
     platforms=FLAGS.platforms, formats=tuple(FLAGS.format),
   )  # fmt: skip
   print(f"Exported {', '.join(FLAGS.format)} into {FLAGS.output} with metadata.json")
-  script = "serving.py" if "stablehlo" in FLAGS.format else "serving_tf.py"
-  print(f"Run it: python {os.path.join(FLAGS.output, script)} --input=IMAGE --output=OUT.png")
+  scripts = {"stablehlo": "serving.py", "onnx": "serving_onnx.py", "savedmodel": "serving_tf.py",
+             "tflite": "serving_tf.py --format=tflite"}  # fmt: skip
+  for name in FLAGS.format:
+    script = os.path.join(FLAGS.output, scripts[name])
+    print(f"Run {name}: python {script} --input=IMAGE --output=OUT.png")
 
 
 if __name__ == "__main__":

@@ -10,43 +10,17 @@ TFLite converter lowers it to TFLite builtins):
   take neither the dynamic padding nor gathers over a symbolic batch; mobile
   runtimes run one frame at a time anyway).
 
-Each is checked when written: its own runtime (TensorFlow, the TFLite
-interpreter) runs sample inputs and its logits are compared with the
-training code's (`inference.make_predict_fn`); the worst difference is printed
-and stored in `metadata.json`. `serving_tf.py` runs either with TensorFlow (or
-ai-edge-litert) alone.
+`jaxseg.export` checks each as it is written (`export.check`) with
+`run_savedmodel` / `run_tflite`. `serving_tf.py` runs either with TensorFlow
+(or ai-edge-litert) alone.
 """
 
 import os
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxseg import inference
-from jaxseg.models import onednn, preprocessing
-
-SIZE_MULTIPLE = 32
-# Largest |logit difference| an export may show against the training code.
-TOLERANCE = 1e-3
-
-
-def padded_forward(model, variables, norm: preprocessing.Normalization):
-  """`images [N, h, w, bands] -> logits [N, h, w, C]` for any h, w: padded to
-  a multiple of 32 with `norm.pad` inside (concatenation, which symbolic
-  shapes allow), logits sliced back."""
-
-  def serve(images):
-    n, h, w, c = images.shape
-    height = SIZE_MULTIPLE * ((h + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE)
-    width = SIZE_MULTIPLE * ((w + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE)
-    pad = jnp.asarray(norm.pad, images.dtype)
-    x = jnp.concatenate([images, jnp.broadcast_to(pad, (n, height - h, w, c))], axis=1)
-    x = jnp.concatenate([x, jnp.broadcast_to(pad, (n, height, width - w, c))], axis=2)
-    logits = inference.forward_logits(model, variables, x, norm)
-    return jax.lax.slice(logits, (0, 0, 0, 0), (n, h, w, logits.shape[-1]))
-
-  return serve
+from jaxseg.models import onednn
 
 
 def _tf_module(fn, spec_shape, dtype: str, batch: int | None = None):
@@ -69,7 +43,7 @@ def save_savedmodel(model, variables, norm, output: str, size) -> dict:
   import tensorflow as tf
 
   path = os.path.join(output, "savedmodel")
-  serve = padded_forward(model, variables, norm)
+  serve = inference.padded_forward(model, variables, norm)
   with onednn.backend("xla"):
     try:
       module = _tf_module(serve, (None, None, norm.channels), norm.dtype)
@@ -88,7 +62,7 @@ def save_tflite(model, variables, norm, output: str, size) -> dict:
   """Writes `output/model.tflite` (one image of `size`)."""
   import tensorflow as tf
 
-  serve = padded_forward(model, variables, norm)
+  serve = inference.padded_forward(model, variables, norm)
   with onednn.backend("xla"):
     module = _tf_module(serve, (*size, norm.channels), norm.dtype, batch=1)
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
@@ -120,22 +94,3 @@ def run_tflite(output: str, images: np.ndarray) -> np.ndarray:
     interpreter.invoke()
     logits.append(interpreter.get_tensor(out["index"])[0])
   return np.stack(logits)
-
-
-def check(run, predict_fn, norm, shapes, name: str) -> dict:
-  """Runs the export on random images of each `(batch, h, w)` in `shapes` and
-  compares with the training code's logits (whole images padded to a
-  multiple of SIZE_MULTIPLE, cropped back); raises if they differ by more than TOLERANCE."""
-  rng = np.random.default_rng(0)
-  worst = 0.0
-  for n, h, w in shapes:
-    top = np.iinfo(norm.dtype).max
-    images = rng.integers(0, top + 1, (n, h, w, norm.channels)).astype(norm.dtype)
-    height, width = -(-h // SIZE_MULTIPLE) * SIZE_MULTIPLE, -(-w // SIZE_MULTIPLE) * SIZE_MULTIPLE
-    padded = np.stack([inference._pad_to(im, height, width, norm.pad) for im in images])
-    expected = predict_fn(padded)[:, :h, :w]
-    worst = max(worst, float(np.abs(run(images) - expected).max()))
-  print(f"{name}: worst |logit difference| against the training code {worst:.2e} on {shapes}")
-  if worst > TOLERANCE:
-    raise RuntimeError(f"{name} export differs from the training code by {worst:.2e}")
-  return {"shapes": [list(s) for s in shapes], "max_abs_diff": worst}

@@ -33,6 +33,9 @@ from jaxseg.data import images as images_lib
 from jaxseg.models import preprocessing
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
+# Exports pad images inside the graph to a multiple of this (the largest
+# output stride of the zoo), so that any height and width runs.
+EXPORT_SIZE_MULTIPLE = 32
 
 
 def forward_logits(
@@ -46,6 +49,25 @@ def forward_logits(
   """
   out = model.apply(variables, preprocessing.normalize(images, norm), train=False)["logits"]
   return out.astype(jnp.float32)
+
+
+def padded_forward(model, variables, norm: preprocessing.Normalization):
+  """The exported function: `images [N, h, w, bands] -> logits [N, h, w, C]`
+  for any h, w (symbolic ones included), padded to a multiple of
+  EXPORT_SIZE_MULTIPLE with `norm.pad` inside (by concatenation, which
+  symbolic shapes allow), logits sliced back."""
+  m = EXPORT_SIZE_MULTIPLE
+
+  def serve(images):
+    n, h, w, c = images.shape
+    height, width = m * ((h + m - 1) // m), m * ((w + m - 1) // m)
+    pad = jnp.asarray(norm.pad, images.dtype)
+    x = jnp.concatenate([images, jnp.broadcast_to(pad, (n, height - h, w, c))], axis=1)
+    x = jnp.concatenate([x, jnp.broadcast_to(pad, (n, height, width - w, c))], axis=2)
+    logits = forward_logits(model, variables, x, norm)
+    return jax.lax.slice(logits, (0, 0, 0, 0), (n, h, w, logits.shape[-1]))
+
+  return serve
 
 
 def decision(config, class_names: Sequence[str]) -> tuple[int | None, float]:

@@ -11,6 +11,15 @@ from jaxseg import errors, export, inference, runs
 from tests.helpers import run_module
 
 
+def _serve_in_fresh_process(script: str, export_dir, *files: str) -> None:
+  """Runs `script` with argv [export_dir, *files] in a new interpreter."""
+  served = subprocess.run(
+    [sys.executable, "-c", script, str(export_dir), *files],
+    capture_output=True, text=True, cwd=str(export_dir), timeout=600,
+  )  # fmt: skip
+  assert served.returncode == 0, served.stderr[-3000:]
+
+
 def test_export_runs_in_a_fresh_process_without_the_training_code(trained_run, tmp_path):
   workdir, _ = trained_run
   out = run_module(
@@ -37,11 +46,7 @@ def test_export_runs_in_a_fresh_process_without_the_training_code(trained_run, t
     "assert not loaded & {'jaxseg', 'flax'}, 'imported training code'\n"
   )
   files = [str(tmp_path / n) for n in ("fits.npy", "large.npy", "a.npy", "b.npy")]
-  served = subprocess.run(
-    [sys.executable, "-c", script, str(tmp_path / "export"), *files],
-    capture_output=True, text=True, cwd=str(tmp_path), timeout=600,
-  )  # fmt: skip
-  assert served.returncode == 0, served.stderr[-3000:]
+  _serve_in_fresh_process(script, tmp_path / "export", *files)
   _, _, predict_fn = runs.load_predictor(workdir, "best")
   np.testing.assert_array_equal(np.load(files[2]), inference.whole(predict_fn, fits).argmax(-1))
   expected = inference.slide(predict_fn, large, crop_size=(64, 64), stride=(42, 42)).argmax(-1)
@@ -81,11 +86,7 @@ def test_savedmodel_and_tflite_exports_are_checked_and_served_by_their_runtime(
     "assert not loaded & {'jaxseg', 'flax'}, loaded & {'jaxseg', 'flax'}\n"
   )
   files = [str(tmp_path / n) for n in ("image.npy", "sm.npy", "tfl.npy")]
-  served = subprocess.run(
-    [sys.executable, "-c", script, str(out_dir), *files],
-    capture_output=True, text=True, cwd=str(tmp_path), timeout=600,
-  )  # fmt: skip
-  assert served.returncode == 0, served.stderr[-3000:]
+  _serve_in_fresh_process(script, out_dir, *files)
   _, _, predict_fn = runs.load_predictor(workdir, "best")
   expected = inference.slide(predict_fn, image, crop_size=(64, 64), stride=(42, 42)).argmax(-1)
   if formats["savedmodel"]["symbolic_size"]:  # Whole image, padded inside to 64×96.
@@ -95,7 +96,45 @@ def test_savedmodel_and_tflite_exports_are_checked_and_served_by_their_runtime(
   assert (np.load(files[2]) == tiled).mean() > 0.999
 
 
+def test_onnx_export_is_checked_and_served_by_onnxruntime_alone(tmp_path, trained_run):
+  """PSPNet (the trained tiny run) to ONNX from the command line, checked when
+  written; `serving_onnx.py` runs it in a process that imports neither JAX
+  nor jaxseg nor Flax, by tiles where the network needs the tile size."""
+  workdir, _ = trained_run
+  out_dir = tmp_path / "export"
+  out = run_module(
+    "jaxseg.export", f"--workdir={workdir}", f"--output={out_dir}", "--size=64,64",
+    "--format=onnx",
+  )  # fmt: skip
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "onnx: worst |logit difference| against the training code" in out.stdout
+  with open(out_dir / "metadata.json") as f:
+    info = json.load(f)["formats"]["onnx"]
+  assert info["check"]["max_abs_diff"] <= 1e-3 and len(info["check"]["shapes"]) == 2
+  assert info["input_shape"][0] is None and info["opset"] == 17
+  image = np.random.default_rng(4).integers(0, 256, (70, 90, 3), np.uint8)
+  np.save(tmp_path / "image.npy", image)
+  script = (
+    "import sys, numpy as np\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "from serving_onnx import OnnxSegmenter\n"
+    "m = OnnxSegmenter(sys.argv[1])\n"
+    "np.save(sys.argv[3], m.predict(np.load(sys.argv[2])))\n"
+    "assert m.logits(np.zeros((3, 64, 64, 3), np.uint8)).shape == (3, 64, 64, len(m.class_names))\n"
+    "loaded = {k.split('.')[0] for k in sys.modules}\n"
+    "assert not loaded & {'jax', 'jaxseg', 'flax'}, loaded & {'jax', 'jaxseg', 'flax'}\n"
+  )
+  files = [str(tmp_path / n) for n in ("image.npy", "labels.npy")]
+  _serve_in_fresh_process(script, out_dir, *files)
+  _, _, predict_fn = runs.load_predictor(workdir, "best")
+  if info["symbolic_size"]:
+    expected = inference.whole(predict_fn, image).argmax(-1)
+  else:
+    expected = inference.slide(predict_fn, image, crop_size=(64, 64), stride=(42, 42)).argmax(-1)
+  assert (np.load(files[1]) == expected).mean() > 0.999
+
+
 def test_unknown_export_format_is_named(trained_run, tmp_path):
   workdir, _ = trained_run
-  with pytest.raises(errors.InvalidInput, match="--format=onnx: formats are stablehlo, savedmodel"):
-    export.export_run(workdir, str(tmp_path), formats=("onnx",))
+  with pytest.raises(errors.InvalidInput, match="--format=coreml: formats are stablehlo, onnx"):
+    export.export_run(workdir, str(tmp_path), formats=("coreml",))

@@ -1,5 +1,6 @@
 """`python -m jaxseg.benchmark --mode=latency`: batch-1 rows per config, size
-and dtype, and torchvision's rows read from another interpreter's output."""
+and dtype, and torchvision's rows read from another interpreter's output;
+`--mode=exports`: each export format's runtime beside the jitted forward."""
 
 import json
 import stat
@@ -7,7 +8,7 @@ import sys
 
 import pytest
 
-from jaxseg import latency
+from jaxseg import errors, export_latency, latency
 from tests.helpers import run_module
 
 
@@ -76,3 +77,28 @@ def test_a_failing_torch_python_is_reported(tmp_path):
       str(script), [(8, 8)], ["float32"], steps=1, warmup=0, num_classes=3, threads=1
     )
   assert "No module named 'torch'" in str(error.value)
+
+
+def test_exports_mode_times_each_format_beside_the_jitted_forward(data_dir, tmp_path):
+  """`--mode=exports`: U-Net exported (and checked) as ONNX and StableHLO,
+  each timed by its runtime beside jaxseg's jitted forward."""
+  out = run_module(
+    "jaxseg.benchmark", "--mode=exports", "--config=configs/unet.py",
+    f"--config.data.data_dir={data_dir}", "--config.data.variant=tiny",
+    "--config.model.features=4", "--sizes=64x64", "--formats=stablehlo,onnx",
+    "--num_classes=3", "--steps=2", "--warmup=0", f"--json={tmp_path / 'exports.json'}",
+  )  # fmt: skip
+  assert out.returncode == 0, out.stderr[-3000:]
+  with open(tmp_path / "exports.json") as f:
+    rows = json.load(f)["exports"]
+  assert [r["runtime"] for r in rows] == [
+    "jaxseg jit (make_predict_fn)", "StableHLO (jax.export)", "ONNX (onnxruntime)",
+  ]  # fmt: skip
+  assert all(r["ms_p90"] >= r["ms_p50"] > 0 and r["size"] == [64, 64] for r in rows)
+  assert "onnx: worst |logit difference| against the training code" in out.stdout
+  assert "| configs/unet.py |" in out.stdout
+
+
+def test_exports_mode_names_an_unknown_format():
+  with pytest.raises(errors.InvalidInput, match="--formats: coreml not among stablehlo, onnx"):
+    export_latency.measure("x", None, (64, 64), ["coreml"], steps=1, warmup=0, num_classes=3)

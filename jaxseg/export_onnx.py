@@ -1,0 +1,61 @@
+"""ONNX export of a run (`jaxseg.export --format=onnx`): `model.onnx`.
+
+The network with its preprocessing (`inference.padded_forward`: the run's
+images in, float32 logits out) translated to ONNX opset 17 by
+`jaxseg.to_onnx`, with batch, height and width symbolic where the network
+allows (otherwise batch symbolic and the tile size, said so). It needs only
+`onnx` to write and `onnxruntime` to run; `serving_onnx.py` serves it with
+onnxruntime alone.
+"""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxseg import inference
+from jaxseg.models import onednn
+
+
+def _translate(serve, shape, dtype):
+  from jaxseg.to_onnx import to_onnx
+
+  dims = jax.export.symbolic_shape(", ".join(d for d in shape if isinstance(d, str)))
+  dims = iter(dims)
+  resolved = tuple(next(dims) if isinstance(d, str) else d for d in shape)
+  return to_onnx(serve, jax.ShapeDtypeStruct(resolved, jnp.dtype(dtype)))
+
+
+def save_onnx(model, variables, norm, output: str, size) -> dict:
+  """Writes `output/model.onnx`; returns what `metadata.json` says of it."""
+  import onnx
+
+  serve = inference.padded_forward(model, variables, norm)
+  with onednn.backend("xla"):  # XLA's convolutions: the ones the translator knows.
+    try:
+      proto = _translate(serve, ("b", "h", "w", norm.channels), norm.dtype)
+      shape, symbolic = [None, None, norm.channels], True
+    except Exception as e:  # Any tracing failure: the network needs fixed shapes.
+      print(f"onnx: height and width fixed at {tuple(size)} ({type(e).__name__})")
+      proto = _translate(serve, ("b", *size, norm.channels), norm.dtype)
+      shape, symbolic = [*size, norm.channels], False
+  onnx.checker.check_model(proto)
+  onnx.save_model(proto, os.path.join(output, "model.onnx"))
+  return {"path": "model.onnx", "input_shape": [None, *shape], "symbolic_size": symbolic,
+          "opset": proto.opset_import[0].version}  # fmt: skip
+
+
+def session(path: str, threads: int | None = None):
+  """An onnxruntime CPU session with every graph optimisation on."""
+  import onnxruntime as ort
+
+  options = ort.SessionOptions()
+  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+  if threads:
+    options.intra_op_num_threads = threads
+  return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(output: str, images: np.ndarray) -> np.ndarray:
+  return session(os.path.join(output, "model.onnx")).run(None, {"images": images})[0]
