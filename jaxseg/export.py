@@ -5,7 +5,8 @@ writes, into `--output`:
   model.jax       (stablehlo) the network with its preprocessing, serialized with
                   `jax.export` (StableHLO): the run's images (uint8 RGB
                   `[batch, H, W, 3]`, or its bands and sample type) in,
-                  float32 logits `[batch, H, W, C]` out, any batch size;
+                  float32 logits `[batch, H, W, C]` out, any batch size and,
+                  where the network allows, any height and width;
   model.onnx      (onnx) ONNX opset 17 for onnxruntime and the runtimes that
                   read ONNX: any batch and, where the network allows, any
                   height and width (translated by `jaxseg.to_onnx`);
@@ -76,16 +77,19 @@ def export_run(
   os.makedirs(output, exist_ok=True)
   written, paths = {}, []
   tile = [(1, *size), (2, *size)]
+  other = (max(1, size[0] - 13), size[1] + 7)  # Not a multiple of 32.
   if "stablehlo" in formats:
-    exported = stablehlo_export(model, variables, norm, size, platforms)
+    exported, symbolic = stablehlo_export(model, variables, norm, size, platforms)
     paths.append(os.path.join(output, "model.jax"))
     with open(paths[-1], "wb") as f:
       f.write(exported.serialize())
-    written["stablehlo"] = {"path": "model.jax", "input_shape": [None, *size, norm.channels]}
+    spatial = [None, None] if symbolic else list(size)
+    written["stablehlo"] = {"path": "model.jax", "input_shape": [None, *spatial, norm.channels],
+                            "symbolic_size": symbolic}  # fmt: skip
     if jax.default_backend() in exported.platforms:
       run = lambda images: np.asarray(exported.call(images))
-      written["stablehlo"]["check"] = check(run, predict_fn, norm, tile, "stablehlo")
-  other = (max(1, size[0] - 13), size[1] + 7)  # Not a multiple of 32.
+      shapes = [(2, *size), (1, *other)] if symbolic else tile
+      written["stablehlo"]["check"] = check(run, predict_fn, norm, shapes, "stablehlo")
   for name, (save, run_export, path) in WRITERS.items():
     if name in formats:
       written[name] = save(model, variables, norm, output, size)
@@ -128,16 +132,22 @@ def export_run(
 
 
 def stablehlo_export(model, variables, norm, size, platforms):
-  """`jax.export` of the forward pass at the tile size, any batch."""
-
-  def serve(images):
-    return inference.forward_logits(model, variables, images, norm)
-
-  (batch,) = jax.export.symbolic_shape("batch")
-  spec_in = jax.ShapeDtypeStruct((batch, *size, norm.channels), jnp.dtype(norm.dtype))
+  """`jax.export` of `inference.padded_forward`: any batch and, where the
+  network allows, any height and width, else the tile size. Returns the
+  `Exported` and whether its height and width are symbolic."""
+  serve = jax.jit(inference.padded_forward(model, variables, norm))
+  dtype = jnp.dtype(norm.dtype)
   # XLA's convolutions only: an export runs where jaxseg's library is absent.
   with onednn.backend("xla"):
-    return jax.export.export(jax.jit(serve), platforms=platforms)(spec_in)
+    try:
+      b, h, w = jax.export.symbolic_shape("batch, height, width")
+      spec = jax.ShapeDtypeStruct((b, h, w, norm.channels), dtype)
+      return jax.export.export(serve, platforms=platforms)(spec), True
+    except Exception as e:  # Any tracing failure: the network needs fixed shapes.
+      print(f"stablehlo: height and width fixed at {tuple(size)} ({type(e).__name__})")
+      (b,) = jax.export.symbolic_shape("batch")
+      spec = jax.ShapeDtypeStruct((b, *size, norm.channels), dtype)
+      return jax.export.export(serve, platforms=platforms)(spec), False
 
 
 def check(run, predict_fn, norm, shapes, name: str) -> dict:

@@ -52,7 +52,7 @@ def _runner(fmt: str, model, variables, norm, size, out_dir: str, predict_fn):
   and checked against `predict_fn` on the way."""
   threads = os.cpu_count()
   if fmt == "stablehlo":
-    exported = export.stablehlo_export(model, variables, norm, size, None)
+    exported, _ = export.stablehlo_export(model, variables, norm, size, None)
     run = lambda images: np.asarray(exported.call(images))
   elif fmt == "onnx":
     export_onnx.save_onnx(model, variables, norm, out_dir, size)

@@ -4,9 +4,10 @@
 
 or, from Python, `ExportedSegmenter(DIR).predict(image)` -> `[H, W]` class
 indices. The export holds the network with its preprocessing (uint8 RGB, or
-the run's bands and sample type, in; logits out) for a fixed tile size and
-any batch size; images that fit the tile are padded into it, larger ones are
-covered by overlapping tiles whose logits are averaged. This file is copied
+the run's bands and sample type, in; logits out) for any batch size and,
+where the network allows, any height and width (each image then runs whole);
+otherwise for a fixed tile size: images that fit the tile are padded into
+it, larger ones are covered by overlapping tiles whose logits are averaged. This file is copied
 next to every export and imports nothing from jaxseg, so a serving machine
 needs neither the training code nor Flax.
 """

@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -54,6 +56,7 @@ def test_export_runs_in_a_fresh_process_without_the_training_code(trained_run, t
   with open(tmp_path / "export" / "metadata.json") as f:
     metadata = json.load(f)
   assert metadata["input_size"] == [64, 64] and metadata["checkpoint_step"] == 4
+  assert metadata["formats"]["stablehlo"]["symbolic_size"] is False  # Pyramid pooling.
   assert metadata["class_names"][1] == "circle"
 
 
@@ -138,3 +141,19 @@ def test_unknown_export_format_is_named(trained_run, tmp_path):
   workdir, _ = trained_run
   with pytest.raises(errors.InvalidInput, match="--format=coreml: formats are stablehlo, onnx"):
     export.export_run(workdir, str(tmp_path), formats=("coreml",))
+
+
+def test_stablehlo_takes_any_size_where_the_network_allows():
+  """U-Net (tiny) exports with symbolic height and width (the trained PSPNet
+  of the first test, whose pyramid pooling needs the tile size, does not)."""
+  from jaxseg.models import preprocessing, unet
+
+  norm = preprocessing.IMAGENET
+  model = unet._tiny(num_classes=3)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
+  exported, symbolic = export.stablehlo_export(model, variables, norm, (64, 64), None)
+  assert symbolic
+  predict_fn = inference.make_predict_fn(model, variables, norm)
+  run = lambda images: np.asarray(exported.call(images))
+  worst = export.check(run, predict_fn, norm, [(2, 64, 64), (1, 51, 71)], "stablehlo")
+  assert worst["max_abs_diff"] < 1e-4
