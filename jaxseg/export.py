@@ -32,7 +32,6 @@ import os
 import shutil
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import flags
 
@@ -135,19 +134,12 @@ def stablehlo_export(model, variables, norm, size, platforms):
   """`jax.export` of `inference.padded_forward`: any batch and, where the
   network allows, any height and width, else the tile size. Returns the
   `Exported` and whether its height and width are symbolic."""
-  serve = jax.jit(inference.padded_forward(model, variables, norm))
-  dtype = jnp.dtype(norm.dtype)
+  serve = jax.export.export(
+    jax.jit(inference.padded_forward(model, variables, norm)), platforms=platforms
+  )
   # XLA's convolutions only: an export runs where jaxseg's library is absent.
   with onednn.backend("xla"):
-    try:
-      b, h, w = jax.export.symbolic_shape("batch, height, width")
-      spec = jax.ShapeDtypeStruct((b, h, w, norm.channels), dtype)
-      return jax.export.export(serve, platforms=platforms)(spec), True
-    except Exception as e:  # Any tracing failure: the network needs fixed shapes.
-      print(f"stablehlo: height and width fixed at {tuple(size)} ({type(e).__name__})")
-      (b,) = jax.export.symbolic_shape("batch")
-      spec = jax.ShapeDtypeStruct((b, *size, norm.channels), dtype)
-      return jax.export.export(serve, platforms=platforms)(spec), False
+    return inference.export_any_size("stablehlo", serve, norm, size)
 
 
 def check(run, predict_fn, norm, shapes, name: str) -> dict:

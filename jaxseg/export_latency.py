@@ -48,8 +48,8 @@ def _timed(run: Callable[[np.ndarray], object], image, steps: int, warmup: int) 
 
 
 def _runner(fmt: str, model, variables, norm, size, out_dir: str, predict_fn):
-  """(`run(images) -> logits`, versions) for `fmt`, exported into `out_dir`
-  and checked against `predict_fn` on the way."""
+  """`run(images) -> logits` for `fmt`, exported into `out_dir` and checked
+  against `predict_fn` on the way."""
   threads = os.cpu_count()
   if fmt == "stablehlo":
     exported, _ = export.stablehlo_export(model, variables, norm, size, None)

@@ -10,36 +10,23 @@ onnxruntime alone.
 
 import os
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from jaxseg import inference
 from jaxseg.models import onednn
 
 
-def _translate(serve, shape, dtype):
-  from jaxseg.to_onnx import to_onnx
-
-  dims = jax.export.symbolic_shape(", ".join(d for d in shape if isinstance(d, str)))
-  dims = iter(dims)
-  resolved = tuple(next(dims) if isinstance(d, str) else d for d in shape)
-  return to_onnx(serve, jax.ShapeDtypeStruct(resolved, jnp.dtype(dtype)))
-
-
 def save_onnx(model, variables, norm, output: str, size) -> dict:
   """Writes `output/model.onnx`; returns what `metadata.json` says of it."""
   import onnx
 
+  from jaxseg.to_onnx import to_onnx
+
   serve = inference.padded_forward(model, variables, norm)
+  translate = lambda spec: to_onnx(serve, spec)
   with onednn.backend("xla"):  # XLA's convolutions: the ones the translator knows.
-    try:
-      proto = _translate(serve, ("b", "h", "w", norm.channels), norm.dtype)
-      shape, symbolic = [None, None, norm.channels], True
-    except Exception as e:  # Any tracing failure: the network needs fixed shapes.
-      print(f"onnx: height and width fixed at {tuple(size)} ({type(e).__name__})")
-      proto = _translate(serve, ("b", *size, norm.channels), norm.dtype)
-      shape, symbolic = [*size, norm.channels], False
+    proto, symbolic = inference.export_any_size("onnx", translate, norm, size)
+  shape = [None, None, norm.channels] if symbolic else [*size, norm.channels]
   onnx.checker.check_model(proto)
   onnx.save_model(proto, os.path.join(output, "model.onnx"))
   return {"path": "model.onnx", "input_shape": [None, *shape], "symbolic_size": symbolic,

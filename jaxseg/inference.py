@@ -70,6 +70,21 @@ def padded_forward(model, variables, norm: preprocessing.Normalization):
   return serve
 
 
+def export_any_size(name: str, export_fn, norm: preprocessing.Normalization, size):
+  """`export_fn(spec)` for images with symbolic batch, height and width; if
+  the network needs fixed shapes (tracing fails), for the tile `size` with a
+  symbolic batch, said so. Returns the result and whether height and width
+  are symbolic."""
+  dtype = jnp.dtype(norm.dtype)
+  try:
+    b, h, w = jax.export.symbolic_shape("batch, height, width")
+    return export_fn(jax.ShapeDtypeStruct((b, h, w, norm.channels), dtype)), True
+  except Exception as e:  # Any tracing failure: the network needs fixed shapes.
+    print(f"{name}: height and width fixed at {tuple(size)} ({type(e).__name__})")
+    (b,) = jax.export.symbolic_shape("batch")
+    return export_fn(jax.ShapeDtypeStruct((b, *size, norm.channels), dtype)), False
+
+
 def decision(config, class_names: Sequence[str]) -> tuple[int | None, float]:
   """`(foreground, threshold)` for `decide` from a run's config: the index of
   the class `config.binary.foreground` names, None for a multiclass run.

@@ -35,27 +35,31 @@ def to_onnx(fn, spec, dim_names=("batch", "height", "width"), input_name="images
   """The ONNX ModelProto of `fn(images)` for `spec` (a ShapeDtypeStruct whose
   leading dimensions may be symbolic, named by `dim_names` in the model)."""
   import jax
-  from onnx import TensorProto, helper
+  from onnx import helper
 
   closed = jax.make_jaxpr(fn)(spec)
   t = Translator()
   shape_of = t.graph.op("Shape", [input_name])
-  graph_dims = []
+  names = {}  # Symbolic input dimension -> its name in the model.
   for axis, d in enumerate(spec.shape):
-    if isinstance(d, (int, np.integer)):
-      graph_dims.append(int(d))
-      continue
-    index = t.graph.const([axis], np.int64)
-    var = str(d)
-    t.dims[var] = Dim(t.graph, t.graph.op("Gather", [shape_of, index], axis=0))
-    graph_dims.append(dim_names[axis] if axis < len(dim_names) else var)
+    if not isinstance(d, (int, np.integer)):
+      index = t.graph.const([axis], np.int64)
+      t.dims[str(d)] = Dim(t.graph, t.graph.op("Gather", [shape_of, index], axis=0))
+      names[str(d)] = dim_names[axis] if axis < len(dim_names) else str(d)
+
+  def model_dims(shape):  # A symbolic dimension that is not an input's is left unnamed.
+    return [int(d) if isinstance(d, (int, np.integer)) else names.get(str(d)) for d in shape]
+
   image = Value(input_name, closed.jaxpr.invars[0].aval)
   (out,) = t.run(closed.jaxpr, closed.consts, [image])
-  out_name = t.name(out)
-  t.graph.nodes.append(helper.make_node("Identity", [out_name], ["logits"]))
-  out_dims = list(graph_dims[:3]) + [int(d) for d in closed.jaxpr.outvars[0].aval.shape[3:]]
-  inputs = [helper.make_tensor_value_info(input_name, onnx_dtype(spec.dtype), graph_dims)]
-  outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, out_dims)]
+  t.graph.nodes.append(helper.make_node("Identity", [t.name(out)], ["logits"]))
+  out_aval = closed.jaxpr.outvars[0].aval
+  inputs = [
+    helper.make_tensor_value_info(input_name, onnx_dtype(spec.dtype), model_dims(spec.shape))
+  ]
+  outputs = [
+    helper.make_tensor_value_info("logits", onnx_dtype(out_aval.dtype), model_dims(out_aval.shape))
+  ]
   nodes, initializers = fold_affine(t.graph.nodes, t.graph.initializers)
   nodes, initializers = prune(nodes, initializers, "logits")
   graph = helper.make_graph(nodes, "jaxseg", inputs, outputs, initializers)

@@ -124,7 +124,7 @@ class Translator:
     parts = [v.name if isinstance(v, Dim) else self.graph.const([v], np.int64) for v in values]
     return self.graph.op("Concat", parts, axis=0)
 
-  def name(self, x, aval=None) -> str:
+  def name(self, x) -> str:
     """The graph name of `x` with its full JAX shape (constants become
     initializers; lazy broadcasts are expanded)."""
     if isinstance(x, np.ndarray):
