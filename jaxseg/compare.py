@@ -16,38 +16,14 @@ in the workdir records them and `comparison.png` draws every run's training
 loss and validation mIoU.
 """
 
-import json
 import os
 
 from absl import flags
 
-from jaxseg import cli, config_files, errors, metrics, train, visualize
+from jaxseg import cli, config_files, errors
+from jaxseg.training import comparison
 
 FLAGS = flags.FLAGS
-
-
-def format_comparison(names: list[str], results: list[dict]) -> str:
-  """Rows: classes then mIoU, mAcc, aAcc; one column per run; in percent."""
-  width = max(12, *(len(n) for n in names))
-  classes = list(results[0]["iou"])
-  binary = all("foreground" in r for r in results)
-  label_width = max(len("fg precision" if binary else "aAcc"), *(len(c) for c in classes))
-  header = " " * label_width + "".join(f"{n:>{width + 2}}" for n in names)
-  lines = [header, "-" * len(header)]
-
-  def row(label, values):
-    cells = "".join(f"{'n/a' if v is None else f'{100 * v:.2f}':>{width + 2}}" for v in values)
-    return f"{label:<{label_width}}{cells}"
-
-  lines += [row(c, [r["iou"][c] for r in results]) for c in classes]
-  lines.append("-" * len(header))
-  lines += [row(k, [r[k.lower()] for r in results]) for k in ("mIoU", "mAcc", "aAcc")]
-  if binary:
-    lines += [
-      row(f"fg {k}", [r["foreground"][k] for r in results])
-      for k in ("iou", "f1", "precision", "recall")
-    ]
-  return "\n".join(lines)
 
 
 def parse_variant(text: str) -> tuple[str, list[str]]:
@@ -92,22 +68,7 @@ def main(argv):
         raise errors.InvalidInput(f"--variant={variant}: {e}") from None
       name = variant if len(configs) == 1 and variant else "-".join(filter(None, (base, variant)))
       runs.append((name, variant_config))
-  names, results, curves = [], [], {}
-  for name, config in runs:
-    workdir = os.path.join(FLAGS.workdir, name)
-    print(f"\n=== {name}: {config.num_train_steps} steps of {config.batch_size} ({workdir})")
-    train.train_and_evaluate(config, workdir)
-    with open(os.path.join(workdir, "metrics.json")) as f:
-      results.append(json.load(f)["latest"])
-    names.append(name)
-    curves[name] = metrics.read_scalars(workdir)
-  table = format_comparison(names, results)
-  print("\nFinal validation results, IoU per class (%):\n" + table)
-  with open(os.path.join(FLAGS.workdir, "comparison.json"), "w") as f:
-    json.dump(dict(zip(names, results, strict=True)), f, indent=2)
-  picture = os.path.join(FLAGS.workdir, "comparison.png")
-  visualize.learning_curves(curves, picture)
-  print(f"Learning curves: {picture}")
+  comparison.compare(runs, FLAGS.workdir)
 
 
 if __name__ == "__main__":

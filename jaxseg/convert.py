@@ -12,7 +12,8 @@ import sys
 
 from absl import app, flags
 
-from jaxseg import errors, pretrained
+from jaxseg import errors
+from jaxseg.models import pretrained
 
 flags.DEFINE_enum("arch", None, pretrained.ARCHS, "Architecture the file must hold.")
 flags.DEFINE_string("input", None, "torchvision/timm state dict: .pth, .pt, .bin or .safetensors.")

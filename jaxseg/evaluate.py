@@ -12,42 +12,15 @@ confusion matrix to `confusion_<split>.png` in the workdir.
 import os
 import time
 
-import numpy as np
 from absl import flags
 from tqdm.auto import tqdm
 
-from jaxseg import cli, inference, metrics, runs
-from jaxseg.data import pipeline
-from jaxseg.models import preprocessing
+from jaxseg import cli, inference
+from jaxseg.data import pipeline, preprocessing
+from jaxseg.scoring import metrics, pictures, tables, writers
+from jaxseg.training import runs
 
 FLAGS = flags.FLAGS
-
-
-def score(
-  predict_many,
-  decoded,
-  num_classes: int,
-  ignore_label: int,
-  *,
-  batch_size: int = 1,
-  limit: int = 0,
-) -> np.ndarray:
-  """`[C, C]` int64 confusion matrix over `decoded`'s examples at their own
-  resolution; `predict_many(images) -> [H, W] label maps` takes `batch_size`
-  images at a time."""
-  confusion = np.zeros(num_classes * num_classes, np.int64)
-  n = min(len(decoded), limit) if limit else len(decoded)
-  with tqdm(total=n, desc="evaluate", unit="image") as progress:
-    for start in range(0, n, batch_size):
-      examples = [decoded[i] for i in range(start, min(start + batch_size, n))]
-      predictions = predict_many([e["image"] for e in examples])
-      for example, prediction in zip(examples, predictions, strict=True):
-        label = example["label"]
-        valid = label != ignore_label
-        index = label[valid].astype(np.int64) * num_classes + prediction[valid]
-        confusion += np.bincount(index, minlength=num_classes * num_classes)
-      progress.update(len(examples))
-  return confusion.reshape(num_classes, num_classes)
 
 
 def define_flags() -> None:
@@ -93,25 +66,23 @@ def main(argv):
     return [decide(inference.predict_probs(predict_fn, im, **options, pad=pad)) for im in images]
 
   t0 = time.perf_counter()
-  confusion = score(
-    predict_many,
-    decoded,
-    spec.num_classes,
-    spec.ignore_label,
-    batch_size=FLAGS.batch_size if plain else 1,
-    limit=FLAGS.limit,
-  )
+  n = min(len(decoded), FLAGS.limit) if FLAGS.limit else len(decoded)
+  with tqdm(total=n, desc="evaluate", unit="image") as progress:
+    confusion = metrics.confusion_of(
+      predict_many, decoded, spec.num_classes, spec.ignore_label,
+      batch_size=FLAGS.batch_size if plain else 1, limit=FLAGS.limit, progress=progress.update,
+    )  # fmt: skip
   result = metrics.compute_metrics(confusion, foreground, threshold)
   print(
     f"\n{config.data.name}/{split} at step {step}, mode {FLAGS.mode}, scales "
     f"{options['scales']}{', flip' if FLAGS.flip else ''} ({time.perf_counter() - t0:.1f}s):\n"
-    + metrics.format_table(result, spec.class_names)
+    + tables.format_table(result, spec.class_names)
   )
-  record = metrics.to_json(result, spec.class_names, step)
+  record = writers.to_json(result, spec.class_names, step)
   record.update(split=split, checkpoint=FLAGS.checkpoint, **{k: v for k, v in options.items()})
-  metrics.update_evaluation(os.path.join(workdir, "metrics.json"), record)
+  writers.update_evaluation(os.path.join(workdir, "metrics.json"), record)
   picture = os.path.join(workdir, f"confusion_{split}.png")
-  metrics.confusion_image(confusion, spec.class_names).save(picture)
+  pictures.confusion_image(confusion, spec.class_names).save(picture)
   print(f"Wrote {os.path.join(workdir, 'metrics.json')} (evaluation) and {picture}")
 
 

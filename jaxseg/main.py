@@ -15,7 +15,9 @@ SIGTERM or Ctrl-C finishes the current step, saves a checkpoint and exits 0.
 
 from absl import app, flags
 
-from jaxseg import cli, config_files, distributed, train
+from jaxseg import cli, config_files
+from jaxseg.parallel import distributed
+from jaxseg.training import loop
 
 FLAGS = flags.FLAGS
 
@@ -36,7 +38,7 @@ def main(argv):
   cli.quiet_logging()
   [(spec, config)] = cli.load_configs()
   distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  train.train_and_evaluate(config, FLAGS.workdir or config_files.default_workdir(spec))
+  loop.train_and_evaluate(config, FLAGS.workdir or config_files.default_workdir(spec))
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ import jaxseg  # noqa: E402
 
 jaxseg.set_xla_flags()  # As the command lines do, before JAX's first computation.
 
-from jaxseg import train  # noqa: E402
 from jaxseg.data.builders import synthetic_shapes  # noqa: E402
+from jaxseg.training import loop  # noqa: E402
 from tests.helpers import tiny_config  # noqa: E402
 
 
@@ -35,7 +35,7 @@ def data_dir(tmp_path_factory) -> str:
 def trained_run(data_dir, tmp_path_factory) -> tuple[str, dict]:
   """`(workdir, final metrics)` of a tiny run (4 steps, checkpoints at 2 and 4)."""
   workdir = str(tmp_path_factory.mktemp("trained") / "run")
-  return workdir, train.train_and_evaluate(tiny_config(data_dir), workdir)
+  return workdir, loop.train_and_evaluate(tiny_config(data_dir), workdir)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -17,8 +17,11 @@ from safetensors.numpy import save_file
 from scipy import io as scipy_io
 
 from configs import default
-from jaxseg import checkpoint, metrics, pretrained, sharding
 from jaxseg.data import labels, pipeline
+from jaxseg.models import pretrained
+from jaxseg.parallel import sharding
+from jaxseg.scoring import writers
+from jaxseg.training import checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RNGS = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
@@ -47,7 +50,7 @@ def tiny_config(data_dir: str, **overrides):
 
 def logged_losses(workdir: str) -> dict[int, float]:
   """Per-step training loss a run logged (the latest record of a step logged twice)."""
-  return {r["step"]: r["train/loss"] for r in metrics.read_scalars(workdir) if "train/loss" in r}
+  return {r["step"]: r["train/loss"] for r in writers.read_scalars(workdir) if "train/loss" in r}
 
 
 def saved_params(workdir: str) -> dict:

@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxseg import config_files, inference, metrics, runs, serving, train
+from jaxseg import config_files, inference
 from jaxseg.data.builders import synthetic_shapes
+from jaxseg.export import serving
+from jaxseg.scoring import metrics, tables, writers
+from jaxseg.training import loop, runs
 from tests.helpers import run_module
 
 
@@ -26,9 +29,9 @@ def test_foreground_metrics_of_a_hand_built_confusion_matrix():
   assert fg["recall"] == pytest.approx(6 / 8)
   assert fg["iou"] == pytest.approx(result["iou"][1])
   assert fg["f1"] == pytest.approx(result["dice"][1])
-  table = metrics.format_table(result, ["background", "star"])
+  table = tables.format_table(result, ["background", "star"])
   assert "star (probability >= 0.3): IoU 50.00  F1 66.67  precision 60.00  recall 75.00" in table
-  record = metrics.to_json(result, ["background", "star"], step=7)["foreground"]
+  record = writers.to_json(result, ["background", "star"], step=7)["foreground"]
   assert record == {"class": "star", "threshold": 0.3, "iou": 0.5, "f1": 0.666667,
                     "precision": 0.6, "recall": 0.75}  # fmt: skip
   assert np.isnan(metrics.foreground_metrics(np.array([[5, 0], [0, 0]]), 1)["precision"])
@@ -73,7 +76,7 @@ def _binary_run(root):
   config.num_train_steps = config.eval_every_steps = 3
   config.num_pictures = 0
   workdir = str(root / "run")
-  return folder, workdir, train.train_and_evaluate(config, workdir)
+  return folder, workdir, loop.train_and_evaluate(config, workdir)
 
 
 def test_binary_folder_trains_with_dice_reports_the_foreground_and_predicts_cutouts(tmp_path):

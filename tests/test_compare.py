@@ -7,13 +7,14 @@ import shutil
 import pytest
 
 from jaxseg import compare
+from jaxseg.scoring import tables
 from tests.helpers import run_module
 
 
 def test_comparison_table_has_a_column_per_run():
   a = {"iou": {"bg": 0.9, "cat": 0.5}, "miou": 0.7, "macc": 0.8, "aacc": 0.95}
   b = {"iou": {"bg": 0.95, "cat": None}, "miou": 0.95, "macc": 0.9, "aacc": 0.97}
-  table = compare.format_comparison(["fcn32s", "fcn8s"], [a, b])
+  table = tables.format_comparison(["fcn32s", "fcn8s"], [a, b])
   lines = table.splitlines()
   assert lines[0].split() == ["fcn32s", "fcn8s"]
   assert lines[3].split() == ["cat", "50.00", "n/a"]

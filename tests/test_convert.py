@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from jaxseg import pretrained
+from jaxseg.models import pretrained
 from tests.helpers import save_safetensors, torchvision_resnet_state
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxseg import evaluate, metrics
+from jaxseg.scoring import metrics
 from tests.helpers import run_module
 
 
@@ -23,7 +23,7 @@ def test_score_equals_an_independent_numpy_confusion_matrix():
   def predict_many(images):
     return [predictions[id(image)] for image in images]
 
-  got = evaluate.score(predict_many, examples, 4, 255, batch_size=2)
+  got = metrics.confusion_of(predict_many, examples, 4, 255, batch_size=2)
   expected = np.zeros((4, 4), np.int64)
   for e in examples:
     p = predictions[id(e["image"])]

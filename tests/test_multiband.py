@@ -10,9 +10,11 @@ import pytest
 import tifffile
 from PIL import Image
 
-from jaxseg import errors, export, inference, pretrained, runs, train
-from jaxseg.data import images, pipeline
-from jaxseg.models import preprocessing
+from jaxseg import errors, inference
+from jaxseg.data import images, pipeline, preprocessing
+from jaxseg.export import exporter
+from jaxseg.models import pretrained
+from jaxseg.training import loop, runs
 from tests.helpers import run_module, tiny_folder_config
 
 BANDS = 4
@@ -61,7 +63,7 @@ def test_four_band_16bit_tiff_folder_trains_predicts_and_exports(tmp_path):
   written = _write_tiff_folder(folder, rng)
   config = _config(tmp_path, folder)
   workdir = tmp_path / "run"
-  result = train.train_and_evaluate(config, str(workdir))
+  result = loop.train_and_evaluate(config, str(workdir))
   assert result["step"] == 3 and 0 <= result["miou"] <= 1
 
   # The run used the training split's per-band statistics, stored with the dataset.
@@ -110,11 +112,11 @@ def test_four_band_16bit_tiff_folder_trains_predicts_and_exports(tmp_path):
 
   # export: the 4-band uint16 input and the run's normalisation inside the model.
   out_dir = tmp_path / "export"
-  export.export_run(str(workdir), str(out_dir), size=(32, 32))
+  exporter.export_run(str(workdir), str(out_dir), size=(32, 32))
   with open(out_dir / "metadata.json") as f:
     metadata = json.load(f)
   assert metadata["channels"] == BANDS and metadata["input_dtype"] == "uint16"
-  from jaxseg.serving import ExportedSegmenter
+  from jaxseg.export.serving import ExportedSegmenter
 
   served = ExportedSegmenter(str(out_dir)).logits(scene[None, :32, :32])
   np.testing.assert_allclose(served, predict_fn(scene[None, :32, :32]), atol=1e-4)

@@ -3,7 +3,9 @@
 import numpy as np
 from PIL import Image
 
-from jaxseg import inference, predict, runs
+from jaxseg import inference
+from jaxseg.inference import outputs
+from jaxseg.training import runs
 from tests.helpers import run_module
 
 
@@ -36,7 +38,7 @@ def test_predict_cli_writes_palette_labels_and_overlays_and_reports_failures(tra
 def test_label_png_keeps_class_indices_and_shows_the_palette(tmp_path):
   label = np.array([[0, 1], [2, 255]], np.uint8)
   palette = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8)
-  predict.save_label_png(label, palette, str(tmp_path / "l.png"))
+  outputs.save_label_png(label, palette, str(tmp_path / "l.png"))
   saved = Image.open(tmp_path / "l.png")
   np.testing.assert_array_equal(np.asarray(saved), label)
   np.testing.assert_array_equal(np.asarray(saved.convert("RGB"))[0, 1], [255, 0, 0])
@@ -46,5 +48,5 @@ def test_overlay_blends_colours_over_the_image():
   image = np.full((3, 2, 3), 100, np.uint8)
   label = np.ones((3, 2), np.int64)
   palette = np.array([[0, 0, 0], [200, 0, 0]], np.uint8)
-  blended = predict.overlay(image, label, palette, alpha=0.5)
+  blended = outputs.overlay(image, label, palette, alpha=0.5)
   np.testing.assert_array_equal(blended[0, 0], [150, 50, 50])

@@ -1,4 +1,4 @@
-"""The torch side of the backbone parity tests (`tests/test_pretrained.py`).
+"""The torch side of the backbone parity tests (`tests/models/test_pretrained.py`).
 
 Not a test: the tests run it in a subprocess, because torchvision crashes
 when imported into a process that has already loaded TensorFlow (TFDS).

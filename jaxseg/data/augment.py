@@ -12,6 +12,7 @@ Images of different sizes arrive padded to one shape, with each example's
 valid `size`; every transform works on the valid region alone.
 """
 
+import dataclasses
 from collections.abc import Sequence
 
 import jax
@@ -19,38 +20,20 @@ import jax.numpy as jnp
 
 from jaxseg import errors
 from jaxseg.data import photometric as photometric_lib
-from jaxseg.models.preprocessing import MEAN_RGB
+from jaxseg.data import preprocessing
+from jaxseg.data.preprocessing import MEAN_RGB
 
 # mmsegmentation's RandomCrop: crops drawn until the most frequent class
 # covers less than `cat_max_ratio` of the crop, at most this many times.
 CAT_MAX_RATIO_TRIES = 10
 
 
-def augment_batch(
-  key: jax.Array,
-  image: jax.Array,
-  label: jax.Array,
-  size: jax.Array | None = None,
-  base_scale: jax.Array | None = None,
-  *,
-  crop_size: Sequence[int],
-  scale_range: Sequence[float],
-  flip: bool,
-  ignore_label: int,
-  cat_max_ratio: float = 1.0,
-  num_classes: int | None = None,
-  photometric: bool = False,
-  fill: Sequence[float] = MEAN_RGB,
-) -> tuple[jax.Array, jax.Array]:
-  """Randomly scales, crops, flips and colour-distorts every example of a batch.
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+  """What the training augmentation does, built once from the config
+  (`from_config`); hashable, so a jitted step can close over it.
 
-  Args:
-    key: PRNG key for this step; example `i` uses `fold_in(key, i)`.
-    image: `[N, H, W, bands]` uint8/uint16 images, each valid in its top-left `size`.
-    label: `[N, H, W]` int32 labels.
-    size: `[N, 2]` int32 valid `(height, width)`; None: all of `H, W`.
-    base_scale: `[N]` float32 resize factor a ratio of 1 means (e.g. what fits
-      the image into mmsegmentation's `img_scale`); None: 1.
+  Attributes:
     crop_size: `(height, width)` of the output.
     scale_range: `(min, max)` resize ratio, drawn uniformly per example.
     flip: whether to flip horizontally with probability 1/2.
@@ -62,38 +45,67 @@ def augment_batch(
       saturation, hue; RGB only).
     fill: per-band value of pixels outside the image (the normalisation's
       mean, so they standardise to 0).
+  """
+
+  crop_size: tuple[int, int]
+  scale_range: tuple[float, float] = (1.0, 1.0)
+  flip: bool = False
+  ignore_label: int = 255
+  cat_max_ratio: float = 1.0
+  num_classes: int | None = None
+  photometric: bool = False
+  fill: tuple[float, ...] = MEAN_RGB
+
+  def __post_init__(self):
+    if self.cat_max_ratio < 1.0 and self.num_classes is None:
+      raise errors.InvalidInput("augmentation: cat_max_ratio < 1 needs num_classes")
+
+  @classmethod
+  def from_config(cls, config, num_classes: int, ignore_label: int) -> "Augmentation":
+    """`config.crop_size` and `config.augment`, padding with the run's mean."""
+    return cls(
+      crop_size=tuple(config.crop_size),
+      scale_range=tuple(config.augment.scale_range),
+      flip=bool(config.augment.flip),
+      ignore_label=ignore_label,
+      cat_max_ratio=float(config.augment.cat_max_ratio),
+      num_classes=num_classes,
+      photometric=bool(config.augment.photometric),
+      fill=tuple(preprocessing.from_config(config).mean),
+    )
+
+
+def augment_batch(
+  key: jax.Array,
+  image: jax.Array,
+  label: jax.Array,
+  size: jax.Array | None = None,
+  base_scale: jax.Array | None = None,
+  *,
+  settings: Augmentation,
+) -> tuple[jax.Array, jax.Array]:
+  """Randomly scales, crops, flips and colour-distorts every example of a batch.
+
+  Args:
+    key: PRNG key for this step; example `i` uses `fold_in(key, i)`.
+    image: `[N, H, W, bands]` uint8/uint16 images, each valid in its top-left `size`.
+    label: `[N, H, W]` int32 labels.
+    size: `[N, 2]` int32 valid `(height, width)`; None: all of `H, W`.
+    base_scale: `[N]` float32 resize factor a ratio of 1 means (e.g. what fits
+      the image into mmsegmentation's `img_scale`); None: 1.
+    settings: what to do (`Augmentation`).
 
   Returns:
     `(image, label)`: `[N, ch, cw, bands]` float32 (in the input's units;
-    pixels outside the image are `fill`) and
-    `[N, ch, cw]` int32.
+    pixels outside the image are `settings.fill`) and `[N, ch, cw]` int32.
   """
   n, h, w = label.shape
   if size is None:
     size = jnp.broadcast_to(jnp.asarray([h, w], jnp.int32), (n, 2))
   if base_scale is None:
     base_scale = jnp.ones((n,), jnp.float32)
-  if cat_max_ratio < 1.0 and num_classes is None:
-    raise errors.InvalidInput("augment_batch: cat_max_ratio < 1 needs num_classes")
   keys = jax.vmap(jax.random.fold_in, (None, 0))(key, jnp.arange(n))
-
-  def one(k, im, lb, sz, base):
-    return augment_example(
-      k,
-      im,
-      lb,
-      sz,
-      base,
-      crop_size=crop_size,
-      scale_range=scale_range,
-      flip=flip,
-      ignore_label=ignore_label,
-      cat_max_ratio=cat_max_ratio,
-      num_classes=num_classes,
-      photometric=photometric,
-      fill=fill,
-    )
-
+  one = lambda k, im, lb, sz, base: augment_example(k, im, lb, sz, base, settings=settings)
   return jax.vmap(one)(keys, image, label, size, base_scale)
 
 
@@ -104,20 +116,15 @@ def augment_example(
   size: jax.Array,
   base_scale: jax.Array,
   *,
-  crop_size: Sequence[int],
-  scale_range: Sequence[float],
-  flip: bool,
-  ignore_label: int,
-  cat_max_ratio: float = 1.0,
-  num_classes: int | None = None,
-  photometric: bool = False,
-  fill: Sequence[float] = MEAN_RGB,
+  settings: Augmentation,
 ) -> tuple[jax.Array, jax.Array]:
   """`augment_batch` for one `[H, W, bands]` image, `[H, W]` label and `[2]` size."""
   h, w = size[0].astype(jnp.float32), size[1].astype(jnp.float32)
+  crop_size = settings.crop_size
   ch, cw = crop_size
   k_scale, k_y, k_x, k_flip = jax.random.split(key, 4)
-  scale = base_scale * jax.random.uniform(k_scale, minval=scale_range[0], maxval=scale_range[1])
+  low, high = settings.scale_range
+  scale = base_scale * jax.random.uniform(k_scale, minval=low, maxval=high)
   # Size of the resized image, rounded as a resize to integer size would be.
   sh = jnp.maximum(jnp.round(h * scale), 1.0)
   sw = jnp.maximum(jnp.round(w * scale), 1.0)
@@ -130,15 +137,17 @@ def augment_example(
     return oy, ox
 
   oy, ox = offset(k_y, k_x)
-  if cat_max_ratio < 1.0:
+  if settings.cat_max_ratio < 1.0:
     oy, ox = _balanced_offset(
-      key, (oy, ox), offset, label, size, (sh, sw), crop_size, cat_max_ratio, num_classes
-    )
-  flipped = flip & jax.random.bernoulli(k_flip)
+      key, (oy, ox), offset, label, size, (sh, sw), crop_size, settings.cat_max_ratio,
+      settings.num_classes,
+    )  # fmt: skip
+  flipped = settings.flip & jax.random.bernoulli(k_flip)
   out_image, out_label, inside = _warp(
-    image, label, size, (sh, sw), (oy, ox), flipped, crop_size, ignore_label, fill
-  )
-  if photometric:
+    image, label, size, (sh, sw), (oy, ox), flipped, crop_size, settings.ignore_label,
+    settings.fill,
+  )  # fmt: skip
+  if settings.photometric:
     distorted = photometric_lib.distort(jax.random.fold_in(key, 1), out_image)
     out_image = jnp.where(inside[..., None], distorted, out_image)
   return out_image, out_label

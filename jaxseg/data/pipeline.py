@@ -34,10 +34,10 @@ from jax.experimental import multihost_utils
 from PIL import Image
 from tqdm.auto import tqdm
 
-from jaxseg import errors, sharding
-from jaxseg.data import FOLDER, DatasetSpec, get_dataset_spec, images
+from jaxseg import errors
+from jaxseg.data import FOLDER, DatasetSpec, get_dataset_spec, images, preprocessing
 from jaxseg.data.builders import folder
-from jaxseg.models import preprocessing
+from jaxseg.parallel import sharding
 
 
 class _QuietDecoderHint(logging.Filter):

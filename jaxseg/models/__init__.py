@@ -42,7 +42,7 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modu
   """
   kwargs = dict(config.model)
   name = kwargs.pop("name")
-  kwargs.pop("backbone_weights", None)  # Read by `jaxseg.state`, not a model attribute.
+  kwargs.pop("backbone_weights", None)  # Read by `training.state`, not a model attribute.
   if name not in MODELS:
     raise errors.InvalidInput(
       f"config.model.name={name!r} is not a known model; known: {sorted(MODELS)}"

@@ -27,7 +27,7 @@ from jaxseg.models import mobilenet, resnet, vgg
 
 
 class WeightFormat(NamedTuple):
-  """How a family's torchvision/timm weight files read (`jaxseg.pretrained`).
+  """How a family's torchvision/timm weight files read (`models.pretrained`).
 
   Attributes:
     detect: state-dict names -> the registered name they describe, or None

@@ -188,7 +188,7 @@ ResNet101 = functools.partial(ResNet, stage_sizes=(3, 4, 23, 3), block=Bottlenec
 
 ENDPOINTS = ("stem", "stride4", "stride8", "stride16", "stride32")
 
-# Weight files (`jaxseg.pretrained`): torchvision's and timm's names are
+# Weight files (`models.pretrained`): torchvision's and timm's names are
 # jaxseg's with dots for slashes. (bottleneck blocks?, blocks in layer3) -> name.
 _BY_STRUCTURE = {
   (False, 2): "resnet18",

@@ -168,7 +168,7 @@ ENDPOINTS = (
   *(f"pool{i}_size" for i in range(1, 6)),
 )
 
-# Weight files (`jaxseg.pretrained`): torchvision's `features.N` are jaxseg's
+# Weight files (`models.pretrained`): torchvision's `features.N` are jaxseg's
 # `features/N`; the fully connected `classifier.0`/`classifier.3` (timm:
 # `pre_logits.fc1`/`fc2`) become the convolutions fc6 (7×7) and fc7 (1×1).
 _FULLY_CONNECTED = {

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from jaxseg import sharding
 from jaxseg.data import get_dataset_spec, pipeline
+from jaxseg.parallel import sharding
 from tests.helpers import tiny_config
 
 

@@ -4,8 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxseg import config_files, pretrained
-from jaxseg.models import create_model, deeplab, onednn
+from jaxseg import config_files
+from jaxseg.models import create_model, deeplab, onednn, pretrained
 from tests.helpers import (
   RNGS,
   conv_bn_params,

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxseg.models import fastscnn
-from jaxseg.objective import Objective
+from jaxseg.scoring.objective import Objective
 from tests.helpers import RNGS, conv_bn_params, param_count, score_params
 
 

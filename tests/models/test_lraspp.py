@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from jaxseg import pretrained
-from jaxseg.models import create_model
+from jaxseg.models import create_model, pretrained
 from tests.helpers import needs_torch, torch_reference, tree_size
 
 

@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxseg import pretrained
-from jaxseg.models import backbones, layers, mobilenet
+from jaxseg.models import backbones, layers, mobilenet, pretrained
 from tests.helpers import save_safetensors, tree_size
 
 

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from configs import default
-from jaxseg import config_files, train
+from jaxseg import config_files
 from jaxseg.models import create_model, onednn
+from jaxseg.training import loop
 from tests.helpers import logged_losses, tiny_config
 
 needs_onednn = pytest.mark.skipif(not onednn.available(), reason="oneDNN library not built")
@@ -174,7 +175,7 @@ def test_twenty_training_steps_match_xla(data_dir, tmp_path):
       checkpoint_every_steps=100, learning_rate=0.01,
     )  # fmt: skip
     workdir = str(tmp_path / backend)
-    train.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir)
     losses[backend] = list(logged_losses(workdir).values())
   assert len(losses["onednn"]) == 20
   np.testing.assert_allclose(losses["onednn"], losses["xla"], rtol=1e-3)

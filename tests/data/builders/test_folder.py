@@ -5,8 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from jaxseg import config_files, sharding, train
+from jaxseg import config_files
 from jaxseg.data import pipeline
+from jaxseg.parallel import sharding
+from jaxseg.training import loop
 from tests.helpers import SIZES, dataset_config, eval_labels_by_name, write_folder
 
 
@@ -90,7 +92,7 @@ def test_unet_folder_config_trains_on_a_users_folder(tmp_path):
     config.crop_size = (16, 16)
     config.batch_size = config.eval_batch_size = 2
     config.num_train_steps = config.eval_every_steps = 2
-  result = train.train_and_evaluate(config, str(tmp_path / "run"))
+  result = loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert result["step"] == 2 and 0 <= result["miou"] <= 1
   with open(tmp_path / "run" / "metrics.json") as f:
     assert list(json.load(f)["latest"]["iou"]) == ["a", "b", "c"]

@@ -1,9 +1,9 @@
 import numpy as np
 import tensorflow_datasets as tfds
 
-from jaxseg import metrics
 from jaxseg.data import labels
 from jaxseg.data.builders import synthetic_shapes
+from jaxseg.scoring import metrics
 
 NUM_CLASSES = len(labels.SYNTHETIC_SHAPES_CLASSES)
 

@@ -1,0 +1,128 @@
+"""CPU latency of each export format: `python -m jaxseg.benchmark --mode=exports`.
+
+    python -m jaxseg.benchmark --mode=exports --config=configs/default.py \\
+        --config=configs/psp.py:resnet50 --sizes=512x512 \\
+        --formats=stablehlo,onnx,savedmodel,tflite --num_classes=21
+
+For each config, the network (randomly initialised: latency does not depend
+on the weights) is exported in each format at the size, each export checked
+against the training code as `jaxseg.export` does, then run on one image by
+its own runtime: ms/image p50 and p90, side by side with jaxseg's own jitted
+forward (`inference.make_predict_fn`, oneDNN convolutions where built).
+Every runtime is given the machine's cores as its threads.
+"""
+
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxseg import errors, inference
+from jaxseg.data import get_dataset_spec, preprocessing
+from jaxseg.export import exporter, onnx_format, parity, stablehlo, tf_formats
+from jaxseg.models import create_model
+
+FORMATS = exporter.FORMATS
+RUNTIMES = {
+  "jaxseg": "jaxseg jit (make_predict_fn)",
+  "stablehlo": "StableHLO (jax.export)",
+  "onnx": "ONNX (onnxruntime)",
+  "savedmodel": "SavedModel (TensorFlow)",
+  "tflite": "TFLite (interpreter)",
+}
+
+
+def _timed(run: Callable[[np.ndarray], object], image, steps: int, warmup: int) -> dict:
+  for _ in range(warmup):
+    run(image)
+  times = []
+  for _ in range(steps):
+    start = time.perf_counter()
+    run(image)
+    times.append(1000 * (time.perf_counter() - start))
+  return {"ms_p50": float(np.median(times)), "ms_p90": float(np.percentile(times, 90))}
+
+
+def _runner(fmt: str, model, variables, norm, size, out_dir: str, predict_fn):
+  """`run(images) -> logits` for `fmt`, exported into `out_dir` and checked
+  against `predict_fn` on the way."""
+  threads = os.cpu_count()
+  if fmt == "stablehlo":
+    exported, _ = stablehlo.stablehlo_export(model, variables, norm, size, None)
+    run = lambda images: np.asarray(exported.call(images))
+  elif fmt == "onnx":
+    onnx_format.save_onnx(model, variables, norm, out_dir, size)
+    session = onnx_format.session(os.path.join(out_dir, "model.onnx"), threads)
+    run = lambda images: session.run(None, {"images": images})[0]
+  elif fmt == "savedmodel":
+    import tensorflow as tf
+
+    tf_formats.save_savedmodel(model, variables, norm, out_dir, size)
+    loaded = tf.saved_model.load(os.path.join(out_dir, "savedmodel"))
+    run = lambda images: loaded.serve(tf.constant(images)).numpy()
+  else:
+    import tensorflow as tf
+
+    tf_formats.save_tflite(model, variables, norm, out_dir, size)
+    interpreter = tf.lite.Interpreter(
+      model_path=os.path.join(out_dir, "model.tflite"), num_threads=threads
+    )
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+
+    def run(images):
+      interpreter.set_tensor(inp["index"], images)
+      interpreter.invoke()
+      return interpreter.get_tensor(out["index"])
+
+  parity.check(run, predict_fn, norm, [(1, *size)], fmt)
+  return run
+
+
+def measure(
+  name: str,
+  config: ml_collections.ConfigDict,
+  size: tuple[int, int],
+  formats: Sequence[str],
+  *,
+  steps: int,
+  warmup: int,
+  num_classes: int | None,
+) -> list[dict]:
+  """One row per runtime (jaxseg's jitted forward first) for a config."""
+  unknown = sorted(set(formats) - set(FORMATS))
+  if unknown:
+    raise errors.InvalidInput(f"--formats: {', '.join(unknown)} not among {', '.join(FORMATS)}")
+  num_classes = num_classes or get_dataset_spec(config.data).num_classes
+  model = create_model(config, num_classes)
+  norm = preprocessing.from_config(config)
+  probe = jnp.zeros((1, *size, norm.channels), jnp.float32)
+  variables = jax.jit(lambda: model.init(jax.random.key(0), probe, train=False))()
+  params = int(sum(x.size for x in jax.tree.leaves(variables["params"])))
+  predict_fn = inference.make_predict_fn(model, variables, norm)
+  image = np.random.default_rng(0).integers(0, 256, (1, *size, norm.channels)).astype(norm.dtype)
+  base = {"name": name, "params": params, "size": list(size), "num_classes": num_classes}
+  rows = [{**base, "runtime": RUNTIMES["jaxseg"], **_timed(predict_fn, image, steps, warmup)}]
+  print(f"  {name} jaxseg: {rows[-1]['ms_p50']:.1f} ms", flush=True)
+  with tempfile.TemporaryDirectory() as out_dir:
+    for fmt in formats:
+      run = _runner(fmt, model, variables, norm, size, out_dir, predict_fn)
+      rows.append({**base, "runtime": RUNTIMES[fmt], **_timed(run, image, steps, warmup)})
+      print(f"  {name} {fmt}: {rows[-1]['ms_p50']:.1f} ms", flush=True)
+  return rows
+
+
+def format_table(rows: list[dict]) -> str:
+  """A markdown table: one row per config and runtime."""
+  lines = ["| config | params | runtime | size | ms/image p50 | p90 |", "|---|---|---|---|---|---|"]
+  for r in rows:
+    lines.append(
+      f"| {r['name']} | {r['params'] / 1e6:.2f} M | {r['runtime']} | "
+      f"{r['size'][0]}×{r['size'][1]} | {r['ms_p50']:.0f} | {r['ms_p90']:.0f} |"
+    )
+  return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""TensorFlow SavedModel and TFLite exports of a run (`jaxseg.export --format=...`).
+
+Both come from `jax2tf` (the network as StableHLO inside a TF graph; the
+TFLite converter lowers it to TFLite builtins):
+
+- `savedmodel/`: batch, height and width symbolic where the network allows
+  (images are padded to a multiple of 32 inside the graph with the run's pad
+  value and the logits cropped back); otherwise the tile size, said so.
+- `model.tflite`: one image of the tile size (TFLite's converter and runtime
+  take neither the dynamic padding nor gathers over a symbolic batch; mobile
+  runtimes run one frame at a time anyway).
+
+`jaxseg.export` checks each as it is written (`parity.check`) with
+`run_savedmodel` / `run_tflite`. `serving_tf.py` runs either with TensorFlow
+(or ai-edge-litert) alone.
+"""
+
+import os
+
+import numpy as np
+
+from jaxseg.export import stablehlo
+from jaxseg.models import onednn
+
+
+def _tf_module(fn, spec_shape, dtype: str, batch: int | None = None):
+  """A `tf.Module` whose `serve` is `fn` through jax2tf, for images of
+  `[batch, *spec_shape]` (None: symbolic)."""
+  import tensorflow as tf
+  from jax.experimental import jax2tf
+
+  dims = [str(d) if d else name for d, name in zip((batch, *spec_shape), "bhwc", strict=True)]
+  poly = f"({', '.join(dims)})"
+  converted = jax2tf.convert(fn, polymorphic_shapes=[poly], with_gradient=False)
+  module = tf.Module()
+  signature = [tf.TensorSpec([batch, *spec_shape], tf.as_dtype(dtype), name="images")]
+  module.serve = tf.function(converted, autograph=False, input_signature=signature)
+  return module
+
+
+def save_savedmodel(model, variables, norm, output: str, size) -> dict:
+  """Writes `output/savedmodel`; returns what `metadata.json` says of it."""
+  import tensorflow as tf
+
+  path = os.path.join(output, "savedmodel")
+  serve = stablehlo.padded_forward(model, variables, norm)
+  with onednn.backend("xla"):
+    try:
+      module = _tf_module(serve, (None, None, norm.channels), norm.dtype)
+      module.serve.get_concrete_function()  # Traces: fails here if shapes must be fixed.
+      shape, symbolic = [None, None, norm.channels], True
+    except Exception as e:  # Any tracing failure: the network needs fixed shapes.
+      print(f"savedmodel: height and width fixed at {tuple(size)} ({type(e).__name__})")
+      module = _tf_module(serve, (*size, norm.channels), norm.dtype)
+      shape, symbolic = [*size, norm.channels], False
+    tf.saved_model.save(module, path)
+  return {"path": "savedmodel", "signature": "serve", "input_shape": [None, *shape],
+          "symbolic_size": symbolic}  # fmt: skip
+
+
+def save_tflite(model, variables, norm, output: str, size) -> dict:
+  """Writes `output/model.tflite` (one image of `size`)."""
+  import tensorflow as tf
+
+  serve = stablehlo.padded_forward(model, variables, norm)
+  with onednn.backend("xla"):
+    module = _tf_module(serve, (*size, norm.channels), norm.dtype, batch=1)
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+      [module.serve.get_concrete_function()], module
+    )
+    flatbuffer = converter.convert()
+  with open(os.path.join(output, "model.tflite"), "wb") as f:
+    f.write(flatbuffer)
+  return {"path": "model.tflite", "input_shape": [1, *size, norm.channels],
+          "symbolic_size": False}  # fmt: skip
+
+
+def run_savedmodel(output: str, images: np.ndarray) -> np.ndarray:
+  import tensorflow as tf
+
+  loaded = tf.saved_model.load(os.path.join(output, "savedmodel"))
+  return loaded.serve(tf.constant(images)).numpy()
+
+
+def run_tflite(output: str, images: np.ndarray) -> np.ndarray:
+  import tensorflow as tf
+
+  interpreter = tf.lite.Interpreter(model_path=os.path.join(output, "model.tflite"))
+  interpreter.allocate_tensors()
+  (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+  logits = []
+  for image in images:  # The model takes one image.
+    interpreter.set_tensor(inp["index"], image[None])
+    interpreter.invoke()
+    logits.append(interpreter.get_tensor(out["index"])[0])
+  return np.stack(logits)

@@ -1,0 +1,162 @@
+"""`python -m jaxseg.export`: a run serialised, served without jaxseg installed."""
+
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxseg import errors, inference
+from jaxseg.export import exporter, parity, stablehlo
+from jaxseg.training import runs
+from tests.helpers import run_module
+
+
+def _serve_in_fresh_process(script: str, export_dir, *files: str) -> None:
+  """Runs `script` with argv [export_dir, *files] in a new interpreter."""
+  served = subprocess.run(
+    [sys.executable, "-c", script, str(export_dir), *files],
+    capture_output=True, text=True, cwd=str(export_dir), timeout=600,
+  )  # fmt: skip
+  assert served.returncode == 0, served.stderr[-3000:]
+
+
+def test_export_runs_in_a_fresh_process_without_the_training_code(trained_run, tmp_path):
+  workdir, _ = trained_run
+  out = run_module(
+    "jaxseg.export", f"--workdir={workdir}", f"--output={tmp_path / 'export'}", "--size=64,64"
+  )
+  assert out.returncode == 0, out.stderr[-3000:]
+  rng = np.random.default_rng(2)
+  fits, large = (
+    rng.integers(0, 256, (64, 64, 3), np.uint8),
+    rng.integers(0, 256, (50, 90, 3), np.uint8),
+  )
+  np.save(tmp_path / "fits.npy", fits)
+  np.save(tmp_path / "large.npy", large)
+  script = (
+    "import sys, numpy as np\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "from serving import ExportedSegmenter\n"
+    "m = ExportedSegmenter(sys.argv[1])\n"
+    "batch = np.stack([np.load(sys.argv[2])] * 3)\n"
+    "assert m.logits(batch).shape == (3, 64, 64, len(m.class_names))\n"  # Any batch size.
+    "np.save(sys.argv[4], m.predict(np.load(sys.argv[2])))\n"
+    "np.save(sys.argv[5], m.predict(np.load(sys.argv[3])))\n"
+    "loaded = {k.split('.')[0] for k in sys.modules}\n"
+    "assert not loaded & {'jaxseg', 'flax'}, 'imported training code'\n"
+  )
+  files = [str(tmp_path / n) for n in ("fits.npy", "large.npy", "a.npy", "b.npy")]
+  _serve_in_fresh_process(script, tmp_path / "export", *files)
+  _, _, predict_fn = runs.load_predictor(workdir, "best")
+  np.testing.assert_array_equal(np.load(files[2]), inference.whole(predict_fn, fits).argmax(-1))
+  expected = inference.slide(predict_fn, large, crop_size=(64, 64), stride=(42, 42)).argmax(-1)
+  np.testing.assert_array_equal(np.load(files[3]), expected)
+  with open(tmp_path / "export" / "metadata.json") as f:
+    metadata = json.load(f)
+  assert metadata["input_size"] == [64, 64] and metadata["checkpoint_step"] == 4
+  assert metadata["formats"]["stablehlo"]["symbolic_size"] is False  # Pyramid pooling.
+  assert metadata["class_names"][1] == "circle"
+
+
+def test_savedmodel_and_tflite_exports_are_checked_and_served_by_their_runtime(
+  tmp_path, trained_run
+):
+  """PSPNet (the trained tiny run) to a SavedModel and a TFLite file, each
+  checked against the training code when written; `serving_tf.py` runs them
+  in a process that imports neither jaxseg nor Flax (TensorFlow itself
+  imports JAX where it is installed)."""
+  workdir, _ = trained_run
+  out_dir = tmp_path / "export"
+  exporter.export_run(workdir, str(out_dir), size=(64, 64), formats=("savedmodel", "tflite"))
+  with open(out_dir / "metadata.json") as f:
+    formats = json.load(f)["formats"]
+  assert set(formats) == {"savedmodel", "tflite"}
+  for info in formats.values():
+    assert info["check"]["max_abs_diff"] <= 1e-3 and len(info["check"]["shapes"]) == 2
+  assert formats["tflite"]["input_shape"] == [1, 64, 64, 3]
+  image = np.random.default_rng(3).integers(0, 256, (64, 80, 3), np.uint8)
+  np.save(tmp_path / "image.npy", image)
+  script = (
+    "import sys, numpy as np\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "from serving_tf import SavedModelSegmenter, TFLiteSegmenter\n"
+    "image = np.load(sys.argv[2])\n"
+    "np.save(sys.argv[3], SavedModelSegmenter(sys.argv[1]).predict(image))\n"
+    "np.save(sys.argv[4], TFLiteSegmenter(sys.argv[1]).predict(image))\n"
+    "loaded = {k.split('.')[0] for k in sys.modules}\n"
+    "assert not loaded & {'jaxseg', 'flax'}, loaded & {'jaxseg', 'flax'}\n"
+  )
+  files = [str(tmp_path / n) for n in ("image.npy", "sm.npy", "tfl.npy")]
+  _serve_in_fresh_process(script, out_dir, *files)
+  _, _, predict_fn = runs.load_predictor(workdir, "best")
+  expected = inference.slide(predict_fn, image, crop_size=(64, 64), stride=(42, 42)).argmax(-1)
+  if formats["savedmodel"]["symbolic_size"]:  # Whole image, padded inside to 64×96.
+    expected = inference.whole(predict_fn, image).argmax(-1)
+  assert (np.load(files[1]) == expected).mean() > 0.999
+  tiled = inference.slide(predict_fn, image, crop_size=(64, 64), stride=(42, 42)).argmax(-1)
+  assert (np.load(files[2]) == tiled).mean() > 0.999
+
+
+def test_onnx_export_is_checked_and_served_by_onnxruntime_alone(tmp_path, trained_run):
+  """PSPNet (the trained tiny run) to ONNX from the command line, checked when
+  written; `serving_onnx.py` runs it in a process that imports neither JAX
+  nor jaxseg nor Flax, by tiles where the network needs the tile size."""
+  workdir, _ = trained_run
+  out_dir = tmp_path / "export"
+  out = run_module(
+    "jaxseg.export", f"--workdir={workdir}", f"--output={out_dir}", "--size=64,64",
+    "--format=onnx",
+  )  # fmt: skip
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "onnx: worst |logit difference| against the training code" in out.stdout
+  with open(out_dir / "metadata.json") as f:
+    info = json.load(f)["formats"]["onnx"]
+  assert info["check"]["max_abs_diff"] <= 1e-3 and len(info["check"]["shapes"]) == 2
+  assert info["input_shape"][0] is None and info["opset"] == 17
+  image = np.random.default_rng(4).integers(0, 256, (70, 90, 3), np.uint8)
+  np.save(tmp_path / "image.npy", image)
+  script = (
+    "import sys, numpy as np\n"
+    "sys.path.insert(0, sys.argv[1])\n"
+    "from serving_onnx import OnnxSegmenter\n"
+    "m = OnnxSegmenter(sys.argv[1])\n"
+    "np.save(sys.argv[3], m.predict(np.load(sys.argv[2])))\n"
+    "assert m.logits(np.zeros((3, 64, 64, 3), np.uint8)).shape == (3, 64, 64, len(m.class_names))\n"
+    "loaded = {k.split('.')[0] for k in sys.modules}\n"
+    "assert not loaded & {'jax', 'jaxseg', 'flax'}, loaded & {'jax', 'jaxseg', 'flax'}\n"
+  )
+  files = [str(tmp_path / n) for n in ("image.npy", "labels.npy")]
+  _serve_in_fresh_process(script, out_dir, *files)
+  _, _, predict_fn = runs.load_predictor(workdir, "best")
+  if info["symbolic_size"]:
+    expected = inference.whole(predict_fn, image).argmax(-1)
+  else:
+    expected = inference.slide(predict_fn, image, crop_size=(64, 64), stride=(42, 42)).argmax(-1)
+  assert (np.load(files[1]) == expected).mean() > 0.999
+
+
+def test_unknown_export_format_is_named(trained_run, tmp_path):
+  workdir, _ = trained_run
+  with pytest.raises(errors.InvalidInput, match="--format=coreml: formats are stablehlo, onnx"):
+    exporter.export_run(workdir, str(tmp_path), formats=("coreml",))
+
+
+def test_stablehlo_takes_any_size_where_the_network_allows():
+  """U-Net (tiny) exports with symbolic height and width (the trained PSPNet
+  of the first test, whose pyramid pooling needs the tile size, does not)."""
+  from jaxseg.data import preprocessing
+  from jaxseg.models import unet
+
+  norm = preprocessing.IMAGENET
+  model = unet._tiny(num_classes=3)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
+  exported, symbolic = stablehlo.stablehlo_export(model, variables, norm, (64, 64), None)
+  assert symbolic
+  predict_fn = inference.make_predict_fn(model, variables, norm)
+  run = lambda images: np.asarray(exported.call(images))
+  worst = parity.check(run, predict_fn, norm, [(2, 64, 64), (1, 51, 71)], "stablehlo")
+  assert worst["max_abs_diff"] < 1e-4

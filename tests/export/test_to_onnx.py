@@ -1,0 +1,97 @@
+"""`jaxseg.export.to_onnx`: every network of the zoo, and the primitives it
+translates, run by onnxruntime and compared with JAX."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from jaxseg.data import preprocessing
+from jaxseg.export import stablehlo
+from jaxseg.export.to_onnx import to_onnx
+from jaxseg.models import onednn
+from tests.models.test_zoo import TINY
+
+
+def _session(proto):
+  options = ort.SessionOptions()
+  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+  return ort.InferenceSession(
+    proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+  )
+
+
+def _perturbed(variables, seed=0):
+  """Random batch-norm statistics and scales, so that folding them matters."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(
+    lambda a: (
+      np.asarray(a) * rng.uniform(0.5, 1.5, a.shape).astype(a.dtype)
+      + rng.normal(0, 0.05, a.shape).astype(a.dtype)
+    ),
+    variables,
+  )
+
+
+# Between them these use every rule the zoo needs (FCN-32s/16s and DeepLabV3
+# are FCN-8s and DeepLabV3+ with less; PSPNet is exported in test_export; the
+# rest of LR-ASPP's ops are in the synthetic test).
+NETWORKS = ["unet", "segnet", "fcn8s", "deeplabv3plus", "fastscnn"]
+
+
+@pytest.mark.parametrize("name", NETWORKS)
+def test_networks_translate_and_match_jax(name):
+  """The exported function (in-graph padding, preprocessing, network) at two
+  batch sizes and, where the network takes any size, two image sizes."""
+  model = TINY[name][0](num_classes=3)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
+  serve = stablehlo.padded_forward(model, _perturbed(variables), preprocessing.IMAGENET)
+  with onednn.backend("xla"):
+    translate = lambda spec: to_onnx(serve, spec)
+    proto, symbolic = stablehlo.export_any_size("onnx", translate, preprocessing.IMAGENET, (64, 64))
+    # Pyramid pooling and resizes need a fixed size.
+    assert symbolic == (name in ("unet", "segnet", "fcn8s"))
+    shapes = [(2, 64, 64), (1, 51, 71)] if symbolic else [(2, 64, 64), (1, 64, 64)]
+    session = _session(proto)
+    rng = np.random.default_rng(1)
+    for shape in shapes:
+      images = rng.integers(0, 256, (*shape, 3), np.uint8)
+      expected = np.asarray(jax.jit(serve)(images))
+      (got,) = session.run(None, {"images": images})
+      assert got.shape == expected.shape == (*shape, 3)
+      np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
+
+
+def _synthetic(x):
+  """Primitives the zoo uses rarely or not at all."""
+  kernel = jnp.asarray(np.random.default_rng(0).normal(size=(3, 3, 4, 2)), jnp.float32)
+  y = jax.lax.conv_general_dilated(
+    x,
+    kernel,
+    (1, 1),
+    [(0, -1), (2, 1)],
+    lhs_dilation=(2, 2),
+    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  )  # fmt: skip  (a transposed convolution with negative padding)
+  y = jax.lax.pad(y, 0.5, ((0, 0, 0), (1, -2, 0), (0, 0, 0), (0, 0, 0)))
+  y = jnp.clip(y, -1.0, 2.0) ** 3 + jnp.square(y) * jax.nn.sigmoid(y)
+  a, b = jnp.split(y, 2, axis=-1)
+  z = jnp.where(a > b, jnp.tanh(a), jnp.exp(-jnp.abs(b)))
+  z = z + z.sum(axis=(1, 2), keepdims=True) / 100 - z.min(axis=1, keepdims=True)
+  w = jnp.einsum("nhwc,nhwd->ncd", x, x)[:, None, :1, :1]
+  return (
+    z[:, :-1:2, 1:, :] * w + jax.lax.dynamic_slice_in_dim(z, 1, z.shape[1] - 1, axis=1)[:, ::2, 1:]
+  )
+
+
+def test_primitives_beyond_the_zoo_match_jax():
+  x = np.random.default_rng(2).normal(size=(2, 9, 11, 4)).astype(np.float32)
+  proto = to_onnx(_synthetic, jax.ShapeDtypeStruct(x.shape, x.dtype))
+  (got,) = _session(proto).run(None, {"images": x})
+  np.testing.assert_allclose(got, np.asarray(_synthetic(x)), rtol=1e-4, atol=1e-4)
+
+
+def test_a_primitive_without_a_rule_is_named():
+  with pytest.raises(NotImplementedError, match="cumsum"):
+    to_onnx(lambda x: jnp.cumsum(x, axis=1), jax.ShapeDtypeStruct((1, 4, 4, 3), jnp.float32))

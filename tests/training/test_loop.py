@@ -1,0 +1,65 @@
+"""End-to-end: train, evaluate, checkpoint, resume, and the same result on 8 devices."""
+
+import json
+import os
+import re
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxseg.training import loop, runs
+from tests.helpers import logged_losses, tiny_config
+
+
+def test_end_to_end_run_writes_what_the_readme_promises(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  result = loop.train_and_evaluate(tiny_config(data_dir), workdir)
+  assert result["step"] == 4 and 0.0 <= result["miou"] <= 1.0
+  with open(os.path.join(workdir, "metrics.json")) as f:
+    saved = json.load(f)
+  assert saved["latest"]["step"] == 4 and saved["best"]["miou"] == pytest.approx(
+    result["miou"], abs=1e-6
+  )
+  assert set(saved["latest"]["iou"]) == {"background", "circle", "square", "triangle", "star"}
+  assert os.path.exists(os.path.join(workdir, "config.json"))
+  # Four validation examples as image | truth | prediction rows of 64x64 panels.
+  with Image.open(os.path.join(workdir, "predictions.png")) as picture:
+    assert picture.size == (2 + 3 * 66, 2 + 4 * 66)
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(workdir))
+  assert sorted(logged_losses(workdir)) == [1, 2, 3, 4]
+  steps = sorted(int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit())
+  assert steps[-1] == 4
+
+  # Started again, a finished run does not train again; it reports its result.
+  again = loop.train_and_evaluate(tiny_config(data_dir), workdir)
+  assert again["step"] == 4 and again["miou"] == pytest.approx(result["miou"])
+  assert sorted(logged_losses(workdir)) == [1, 2, 3, 4]
+
+
+def test_stopped_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
+  config = tiny_config(data_dir, num_train_steps=6, checkpoint_every_steps=100)
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  loop.train_and_evaluate(config, straight)
+  first = loop.train_and_evaluate(config, resumed, stop_at_step=3)
+  assert first["step"] == 3
+  loop.train_and_evaluate(config, resumed)
+
+  assert logged_losses(straight) == logged_losses(resumed)
+  assert sorted(logged_losses(resumed)) == [1, 2, 3, 4, 5, 6]
+  _, a = runs.load_train_state(config, straight)
+  _, b = runs.load_train_state(config, resumed)
+  assert int(a.step) == int(b.step) == 6
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_non_finite_loss_stops_the_run_without_saving_it(data_dir, tmp_path):
+  workdir = str(tmp_path / "run")
+  config = tiny_config(data_dir, learning_rate=1e30, num_train_steps=8, checkpoint_every_steps=1)
+  with pytest.raises(loop.NonFiniteLossError, match=r"at step (\d+)") as info:
+    loop.train_and_evaluate(config, workdir)
+  bad_step = int(re.search(r"at step (\d+)", str(info.value)).group(1))
+  saved = [int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
+  assert all(s < bad_step for s in saved)
