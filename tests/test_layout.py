@@ -79,17 +79,19 @@ def _imports(module: str) -> set[str]:
       names = [a.name for a in node.names]
     elif isinstance(node, ast.ImportFrom):
       base = node.module or ""
-      if node.level:
-        base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + [base])
+      if node.level:  # Relative: `from . import x` in jaxseg/data/ is jaxseg.data.x.
+        parts = package.split(".")
+        base = ".".join([*parts[: len(parts) - node.level + 1], base]).rstrip(".")
       # `from package import submodule` needs the submodule, not what the package defines.
       names = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
     else:
       continue
     for name in names:
-      while name and name not in MODULES:
-        name = name.rpartition(".")[0]
-      if name.startswith("jaxseg") and name != module:
-        found.add(name)
+      known = name
+      while known and known not in MODULES:
+        known = known.rpartition(".")[0]
+      if known.startswith("jaxseg") and known != module:
+        found.add(known)
   return found
 
 

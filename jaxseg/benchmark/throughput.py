@@ -212,14 +212,9 @@ def benchmark(
   if "train" in modes:
     batch = _synthetic_batch(key, config.batch_size, config.crop_size, num_classes, mesh)
     step = lambda: train_steps.jit_train_step(
-      config,
-      model,
-      optimizer,
-      mesh,
-      state_sharding,
-      spec=get_dataset_spec(config.data),
+      config, model, optimizer, mesh, state_sharding, spec=get_dataset_spec(config.data),
       num_classes=num_classes,
-    )
+    )  # fmt: skip
     results["train"] = _measure(
       "train", step, (state, batch), config.batch_size, steps, warmup, peak, True
     )

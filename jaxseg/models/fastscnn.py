@@ -42,7 +42,13 @@ class DepthwiseSeparable(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     channels = x.shape[-1]
     x = layers.ConvNormAct(
-      channels, 3, self.strides, act=False, groups=channels, dtype=self.dtype, name="depthwise"
+      channels,
+      3,
+      self.strides,
+      activation="none",
+      groups=channels,
+      dtype=self.dtype,
+      name="depthwise",
     )(x, train=train)
     return layers.ConvNormAct(self.features, 1, dtype=self.dtype, name="pointwise")(x, train=train)
 
@@ -87,8 +93,8 @@ class FeatureFusion(nn.Module):
     unit = functools.partial(layers.ConvNormAct, dtype=self.dtype)
     lower = layers.resize_bilinear(lower, higher.shape[1:3]).astype(lower.dtype)
     lower = unit(self.features, 3, groups=lower.shape[-1], name="dwconv")(lower, train=train)
-    lower = unit(self.features, 1, act=False, name="conv_lower_res")(lower, train=train)
-    higher = unit(self.features, 1, act=False, name="conv_higher_res")(higher, train=train)
+    lower = unit(self.features, 1, activation="none", name="conv_lower_res")(lower, train=train)
+    higher = unit(self.features, 1, activation="none", name="conv_higher_res")(higher, train=train)
     return nn.relu(higher + lower)
 
 

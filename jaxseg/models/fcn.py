@@ -76,8 +76,7 @@ class FCN(nn.Module):
     """The backbone endpoints this network reads."""
     return {32: ("fc7",), 16: ("fc7", "pool4"), 8: ("fc7", "pool4", "pool3")}.get(self.stride, ())
 
-  @nn.compact
-  def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+  def _check(self) -> None:
     if self.stride not in _FINAL_OFFSET:
       raise errors.InvalidInput(f"FCN stride must be 32, 16 or 8, got {self.stride}")
     if self.input_padding not in (0, 100):
@@ -85,6 +84,10 @@ class FCN(nn.Module):
         "FCN input_padding (config.model.input_padding) must be 100 (the paper's) or 0, "
         f"got {self.input_padding}"
       )
+
+  @nn.compact
+  def __call__(self, image: jax.Array, *, train: bool) -> dict[str, jax.Array]:
+    self._check()
     caffe = self.input_padding == 100
     size = image.shape[1:3]
     if not caffe:

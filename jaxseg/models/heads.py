@@ -128,7 +128,7 @@ class LRASPPHead(nn.Module):
 
   @nn.compact
   def __call__(self, low: jax.Array, high: jax.Array, *, train: bool) -> jax.Array:
-    x = layers.ConvNormActivation(self.features, activation="relu", dtype=self.dtype, name="cbr")(
+    x = layers.torchvision_unit(self.features, activation="relu", dtype=self.dtype, name="cbr")(
       high, train=train
     )
     x = x * _LRASPPScale(self.features, self.dtype, name="scale")(high)

@@ -80,14 +80,7 @@ class Conv(nn.Module):
       # Every off-centre tap reads only padding (ASPP's large rates on small
       # maps): the convolution is exactly its centre tap, a 1×1.
       kernel, k = kernel[k // 2 : k // 2 + 1, k // 2 : k // 2 + 1], 1
-    if isinstance(self.padding, str):
-      padding = jax.lax.padtype_to_pads(
-        x.shape[1:3], (self.dilation * (k - 1) + 1,) * 2, (self.strides,) * 2, self.padding
-      )
-      padding = tuple(tuple(p) for p in padding)
-    else:
-      pad = self.dilation * (k - 1) // 2 if self.padding is None else self.padding
-      padding = ((pad, pad), (pad, pad))
+    padding = self._pads(x.shape[1:3], k)
     # bfloat16 on CPU: fast_ops' formulations reach the bf16 units.
     bf16_cpu = fast_ops.applies(self.dtype)
     if onednn.applies(self.dtype) and onednn.supports(
@@ -124,6 +117,16 @@ class Conv(nn.Module):
       bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
       y = y + bias.astype(self.dtype)
     return y
+
+  def _pads(self, size, k: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """`((top, bottom), (left, right))` padding of a `k`×`k` kernel on `size`."""
+    if isinstance(self.padding, str):
+      padding = jax.lax.padtype_to_pads(
+        size, (self.dilation * (k - 1) + 1,) * 2, (self.strides,) * 2, self.padding
+      )
+      return tuple(tuple(p) for p in padding)
+    pad = self.dilation * (k - 1) // 2 if self.padding is None else self.padding
+    return ((pad, pad), (pad, pad))
 
 
 class ConvTranspose(nn.Module):
@@ -283,42 +286,6 @@ class BatchNorm(nn.Module):
     return (x32 * mul + (bias - mean * mul)).astype(self.dtype)
 
 
-class ConvNormAct(nn.Module):
-  """Conv (no bias) -> BatchNorm -> ReLU, the unit of every segmentation head.
-
-  Attributes:
-    features: output channels.
-    kernel_size: square kernel size.
-    strides: stride.
-    dilation: atrous rate.
-    act: apply ReLU.
-    groups: feature groups (the input channels: depthwise).
-    dtype: computation dtype.
-  """
-
-  features: int
-  kernel_size: int = 3
-  strides: int = 1
-  dilation: int = 1
-  act: bool = True
-  groups: int = 1
-  dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = Conv(
-      self.features,
-      self.kernel_size,
-      self.strides,
-      self.dilation,
-      groups=self.groups,
-      dtype=self.dtype,
-      name="conv",
-    )(x)
-    x = batch_norm(train, self.dtype, name="bn")(x)
-    return nn.relu(x) if self.act else x
-
-
 ACTIVATIONS = {
   "relu": nn.relu,
   "relu6": nn.relu6,
@@ -327,10 +294,9 @@ ACTIVATIONS = {
 }
 
 
-class ConvNormActivation(nn.Module):
-  """`ConvNormAct` with torchvision's `Conv2dNormActivation` names (conv `0`,
-  BatchNorm `1`), activations and BatchNorm settings, for the layers whose
-  torchvision weights import one to one (MobileNets, LR-ASPP).
+class ConvNormAct(nn.Module):
+  """Conv (no bias) -> BatchNorm -> activation: the unit of every head, and of
+  the MobileNets with torchvision's names (`torchvision_unit`).
 
   Attributes:
     features: output channels.
@@ -341,21 +307,26 @@ class ConvNormActivation(nn.Module):
     activation: "relu", "relu6", "hardswish" or "none".
     bn_epsilon: BatchNorm's epsilon (MobileNetV3: 0.001).
     bn_momentum: decay of the running statistics (MobileNetV3: 0.99).
+    torchvision_names: name the convolution `0` and the BatchNorm `1`, as
+      torchvision's `Conv2dNormActivation` does (its weights import one to
+      one), instead of `conv` and `bn`.
     dtype: computation dtype.
   """
 
   features: int
-  kernel_size: int = 1
+  kernel_size: int = 3
   strides: int = 1
   dilation: int = 1
   groups: int = 1
-  activation: str = "relu6"
+  activation: str = "relu"
   bn_epsilon: float = 1e-5
   bn_momentum: float = 0.9
+  torchvision_names: bool = False
   dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    conv_name, bn_name = ("0", "1") if self.torchvision_names else ("conv", "bn")
     x = Conv(
       self.features,
       self.kernel_size,
@@ -363,16 +334,34 @@ class ConvNormActivation(nn.Module):
       self.dilation,
       groups=self.groups,
       dtype=self.dtype,
-      name="0",
+      name=conv_name,
     )(x)
     x = BatchNorm(
       use_running_average=not train,
       momentum=self.bn_momentum,
       epsilon=self.bn_epsilon,
       dtype=self.dtype,
-      name="1",
+      name=bn_name,
     )(x)
     return ACTIVATIONS[self.activation](x)
+
+
+def torchvision_unit(
+  features: int,
+  kernel_size: int = 1,
+  strides: int = 1,
+  dilation: int = 1,
+  *,
+  activation: str = "relu6",
+  **kwargs,
+) -> ConvNormAct:
+  """`ConvNormAct` as torchvision's `Conv2dNormActivation`: its defaults (1×1,
+  ReLU6) and its names (conv `0`, BatchNorm `1`), for the layers whose
+  torchvision weights import one to one (MobileNets, LR-ASPP)."""
+  return ConvNormAct(
+    features, kernel_size, strides, dilation, activation=activation, torchvision_names=True,
+    **kwargs,
+  )  # fmt: skip
 
 
 class SeparableConvNormAct(nn.Module):

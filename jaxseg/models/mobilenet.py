@@ -46,9 +46,7 @@ class InvertedResidualV2Layers(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     hidden = round(x.shape[-1] * self.expand_ratio)
-    unit = functools.partial(
-      layers.ConvNormActivation, activation=self.activation, dtype=self.dtype
-    )
+    unit = functools.partial(layers.torchvision_unit, activation=self.activation, dtype=self.dtype)
     index = 0
     if self.expand_ratio != 1:
       x = unit(hidden, name="0")(x, train=train)
@@ -114,7 +112,7 @@ class InvertedResidualV3Layers(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     unit = functools.partial(
-      layers.ConvNormActivation, bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype
+      layers.torchvision_unit, bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype
     )
     index = 0
     if self.expanded != x.shape[-1]:
@@ -211,7 +209,7 @@ class MobileNetV2Features(nn.Module):
       raise errors.InvalidInput(
         f"MobileNetV2 runs at output stride 8, 16 or 32, not {self.output_stride}"
       )
-    x = layers.ConvNormActivation(32, 3, 2, dtype=self.dtype, name="0")(x, train=train)
+    x = layers.torchvision_unit(32, 3, 2, dtype=self.dtype, name="0")(x, train=train)
     endpoints, stride, nominal, dilation, index = {}, 2, 2, 1, 0
     _record(endpoints, index, x, nominal)
     for expand_ratio, features, blocks, first_stride in V2_STAGES:
@@ -228,7 +226,7 @@ class MobileNetV2Features(nn.Module):
         )(x, train=train)
         _record(endpoints, index, x, nominal)
     index += 1
-    x = layers.ConvNormActivation(1280, dtype=self.dtype, name=str(index))(x, train=train)
+    x = layers.torchvision_unit(1280, dtype=self.dtype, name=str(index))(x, train=train)
     _record(endpoints, index, x, nominal)
     return x, endpoints
 
@@ -248,7 +246,7 @@ class MobileNetV3LargeFeatures(nn.Module):
         f"MobileNetV3 runs at output stride 16 or 32, not {self.output_stride}"
       )
     unit = functools.partial(
-      layers.ConvNormActivation, bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype
+      layers.torchvision_unit, bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype
     )
     x = unit(16, 3, 2, activation="hardswish", name="0")(x, train=train)
     endpoints, nominal = {}, 2

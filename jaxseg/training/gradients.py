@@ -74,24 +74,35 @@ def loss_and_grads(
     (loss, (parts, batch_stats)), grads = grad_fn(params, batch_stats, image, label, rng)
     return loss, parts, grads, batch_stats
   xs = (jnp.arange(k), _split(image, k), _split(label, k))
-  rng_of = lambda i: jax.random.fold_in(rng, i)
-
   if not objective.whole_batch:
+    return _pixel_sums(grad_fn, params, batch_stats, xs, label, rng)
+  return _whole_batch(forward, objective, params, batch_stats, xs, label, rng, k)
 
-    def accumulate(carry, xs):
-      grads, stats, loss, parts = carry
-      i, micro_image, micro_label = xs
-      (micro_loss, (p, stats)), g = grad_fn(
-        params, stats, micro_image, micro_label, rng_of(i), label
-      )
-      return (_add(grads, g), stats, loss + micro_loss, _add(parts, p)), None
 
-    (_, (parts_shape, _)), _ = jax.eval_shape(
-      grad_fn, params, batch_stats, xs[1][0], xs[2][0], rng, label
+def _pixel_sums(grad_fn, params, batch_stats, xs, label, rng):
+  """Pixel-sum terms: each slice's gradient, normalised by the whole batch's
+  labelled pixels (`label`), summed over the slices."""
+
+  def accumulate(carry, xs):
+    grads, stats, loss, parts = carry
+    i, micro_image, micro_label = xs
+    (micro_loss, (p, stats)), g = grad_fn(
+      params, stats, micro_image, micro_label, jax.random.fold_in(rng, i), label
     )
-    init = (_zeros(params), batch_stats, jnp.zeros((), jnp.float32), _zeros(parts_shape))
-    (grads, batch_stats, loss, parts), _ = jax.lax.scan(accumulate, init, xs)
-    return loss, parts, grads, batch_stats
+    return (_add(grads, g), stats, loss + micro_loss, _add(parts, p)), None
+
+  (_, (parts_shape, _)), _ = jax.eval_shape(
+    grad_fn, params, batch_stats, xs[1][0], xs[2][0], rng, label
+  )
+  init = (_zeros(params), batch_stats, jnp.zeros((), jnp.float32), _zeros(parts_shape))
+  (grads, batch_stats, loss, parts), _ = jax.lax.scan(accumulate, init, xs)
+  return loss, parts, grads, batch_stats
+
+
+def _whole_batch(forward, objective, params, batch_stats, xs, label, rng, k):
+  """Terms of the whole batch: its logits gathered slice by slice, the loss
+  differentiated by them, then each slice back-propagating its share."""
+  rng_of = lambda i: jax.random.fold_in(rng, i)
 
   # Pass 1: the whole batch's logits, slice by slice; the loss and its
   # gradient with respect to them.
@@ -102,9 +113,8 @@ def loss_and_grads(
 
   _, stacked = jax.lax.scan(logits_of, batch_stats, xs)
   outputs = jax.tree.map(_merge, stacked)
-  (loss, parts), d_outputs = jax.value_and_grad(lambda o: objective(o, label), has_aux=True)(
-    outputs
-  )
+  loss_of = lambda o: objective(o, label)
+  (loss, parts), d_outputs = jax.value_and_grad(loss_of, has_aux=True)(outputs)
   d_split = jax.tree.map(lambda d: _split(d, k), d_outputs)
 
   # Pass 2: each slice back-propagates its share, <d_outputs, outputs(params)>.

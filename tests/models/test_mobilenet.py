@@ -107,7 +107,7 @@ def test_squeeze_excitation_and_hard_swish_compute_as_torchvision():
   s = s @ p["fc2"]["kernel"][0, 0] + p["fc2"]["bias"]
   expected = x * (np.clip(s + 3, 0, 6) / 6)[:, None, None]
   np.testing.assert_allclose(se.apply(variables, x), expected, rtol=1e-5, atol=1e-6)
-  hardswish = layers.ConvNormActivation(3, activation="hardswish")
+  hardswish = layers.torchvision_unit(3, activation="hardswish")
   variables = hardswish.init(jax.random.key(2), x, train=False)
   y = np.asarray(
     jax.lax.conv_general_dilated(

@@ -21,36 +21,88 @@ def fold_affine(nodes, initializers):
   constant (a bias; batch norm as subtract/multiply/add with constants) into
   its weights and bias, and writes `max(x, 0)` as Relu: onnxruntime then fuses
   the activation into the convolution and cancels the layout transposes."""
-  from onnx import helper, numpy_helper
-
-  values = {i.name: numpy_helper.to_array(i) for i in initializers}
-  consumers = {}
+  folder = _AffineFolder(nodes, initializers)
   for node in nodes:
-    for name in node.input:
-      consumers.setdefault(name, []).append(node)
-  graph = Graph(prefix="folded_")
-  removed, added = set(), {}
+    if node.op_type == "Conv" and node.input[1] in folder.values:
+      folder.fold_conv(node)
+    elif node.op_type == "MatMul" and folder.values.get(node.input[1], np.zeros(0)).ndim == 2:
+      folder.fold_matmul(node)
+  kept = []
+  for node in nodes:
+    if id(node) in folder.removed:
+      continue
+    kept.append(_as_relu(node, folder.values) or node)
+    if id(node) in folder.added:
+      kept.append(folder.added[id(node)])
+  return kept, list(initializers) + folder.graph.initializers
 
-  def channel_vector(name, channels):
+
+class _AffineFolder:
+  """The constants and uses of a graph, and what folding removes and adds."""
+
+  def __init__(self, nodes, initializers):
+    from onnx import numpy_helper
+
+    self.values = {i.name: numpy_helper.to_array(i) for i in initializers}
+    self.consumers = {}
+    for node in nodes:
+      for name in node.input:
+        self.consumers.setdefault(name, []).append(node)
+    self.graph = Graph(prefix="folded_")
+    self.removed, self.added = set(), {}
+
+  def fold_conv(self, node) -> None:
+    """A Conv whose NHWC output (after its layout Transpose) feeds affine ops."""
+    uses = self.consumers.get(node.output[0], [])
+    if len(uses) != 1 or uses[0].op_type != "Transpose":
+      return
+    if list(uses[0].attribute[0].ints) != [0, 2, 3, 1]:
+      return
+    weight = self.values[node.input[1]].astype(np.float32)
+    bias = np.zeros(weight.shape[0], np.float32)
+    if len(node.input) > 2:
+      bias = self.values[node.input[2]].astype(np.float32)
+    scale = lambda w, v: w * v[:, None, None, None]
+    weight, bias = self.fold_chain(uses[0], weight, bias, scale)
+    del node.input[1:]
+    node.input.extend([self.graph.const(weight), self.graph.const(bias)])
+
+  def fold_matmul(self, node) -> None:
+    """A MatMul by a constant matrix; a bias becomes an Add after it
+    (MatMul has none; onnxruntime fuses the two)."""
+    from onnx import helper
+
+    weight = self.values[node.input[1]].astype(np.float32)
+    bias = np.zeros(weight.shape[1], np.float32)
+    weight, bias = self.fold_chain(node, weight, bias, lambda w, v: w * v[None, :])
+    node.input[1] = self.graph.const(weight)
+    if bias.any():
+      product = self.graph.name("matmul")
+      self.added[id(node)] = helper.make_node(
+        "Add", [product, self.graph.const(bias)], [node.output[0]]
+      )
+      node.output[0] = product
+
+  def channel_vector(self, name, channels):
     """The constant as a vector if it broadcasts along the last axis only."""
-    value = values.get(name)
+    value = self.values.get(name)
     if value is None or value.ndim > 4 or any(d != 1 for d in value.shape[:-1]):
       return None
     if value.size not in (1, channels):
       return None
     return np.broadcast_to(value.reshape(-1).astype(np.float32), (channels,))
 
-  def fold_chain(tail, weight, bias, scale):
+  def fold_chain(self, tail, weight, bias, scale):
     """Absorbs the ops after `tail` (its output in NHWC) into weight and bias."""
     while True:
-      uses = consumers.get(tail.output[0], [])
+      uses = self.consumers.get(tail.output[0], [])
       if len(uses) != 1 or uses[0].op_type not in ("Add", "Sub", "Mul", "Div"):
         return weight, bias
       op = uses[0]
       x_first = op.input[0] == tail.output[0]
       if not x_first and op.op_type not in ("Add", "Mul"):  # c - x, c / x
         return weight, bias
-      vector = channel_vector(op.input[1] if x_first else op.input[0], len(bias))
+      vector = self.channel_vector(op.input[1] if x_first else op.input[0], len(bias))
       if vector is None:
         return weight, bias
       if op.op_type == "Add":
@@ -61,41 +113,8 @@ def fold_affine(nodes, initializers):
         weight, bias = scale(weight, vector), bias * vector
       else:
         weight, bias = scale(weight, 1 / vector), bias / vector
-      removed.add(id(op))
+      self.removed.add(id(op))
       tail.output[0] = op.output[0]
-
-  for node in nodes:
-    if node.op_type == "Conv" and node.input[1] in values:
-      uses = consumers.get(node.output[0], [])
-      if len(uses) != 1 or uses[0].op_type != "Transpose":
-        continue
-      if list(uses[0].attribute[0].ints) != [0, 2, 3, 1]:
-        continue
-      weight = values[node.input[1]].astype(np.float32)
-      bias = np.zeros(weight.shape[0], np.float32)
-      if len(node.input) > 2:
-        bias = values[node.input[2]].astype(np.float32)
-      scale = lambda w, v: w * v[:, None, None, None]
-      weight, bias = fold_chain(uses[0], weight, bias, scale)
-      del node.input[1:]
-      node.input.extend([graph.const(weight), graph.const(bias)])
-    elif node.op_type == "MatMul" and values.get(node.input[1], np.zeros(0)).ndim == 2:
-      weight = values[node.input[1]].astype(np.float32)
-      bias = np.zeros(weight.shape[1], np.float32)
-      weight, bias = fold_chain(node, weight, bias, lambda w, v: w * v[None, :])
-      node.input[1] = graph.const(weight)
-      if bias.any():  # MatMul has no bias: an Add after it (onnxruntime fuses the two).
-        product = graph.name("matmul")
-        added[id(node)] = helper.make_node("Add", [product, graph.const(bias)], [node.output[0]])
-        node.output[0] = product
-  kept = []
-  for node in nodes:
-    if id(node) in removed:
-      continue
-    kept.append(_as_relu(node, values) or node)
-    if id(node) in added:
-      kept.append(added[id(node)])
-  return kept, list(initializers) + graph.initializers
 
 
 def _as_relu(node, values):
