@@ -35,10 +35,12 @@ def run(main: Callable[[list[str]], None]) -> None:
   exception is a bug and keeps its traceback.
   """
   jaxseg.set_xla_flags()
-  app.run(functools.partial(_report_user_errors, main), flags_parser=parse_flags)
+  app.run(functools.partial(report_user_errors, main), flags_parser=parse_flags)
 
 
-def _report_user_errors(main: Callable[[list[str]], None], argv: list[str]) -> None:
+def report_user_errors(main: Callable[[list[str]], None], argv: list[str]) -> None:
+  """Runs `main(argv)`; an `errors.UserError` becomes one `error:` line on
+  stderr and exit status 2."""
   try:
     main(argv)
   except errors.UserError as e:

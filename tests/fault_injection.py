@@ -68,7 +68,8 @@ def _command(data_dir: str, workdir: str, steps: int) -> list[str]:
 
 def _start(data_dir: str, workdir: str, steps: int, log_path: str) -> subprocess.Popen:
   log = open(log_path, "a")
-  env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=1"
+  env = dict(os.environ, PYTHONPATH=ROOT, XLA_FLAGS=flags)
   return subprocess.Popen(
     _command(data_dir, workdir, steps), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
   )

@@ -1,11 +1,15 @@
 """Helpers shared by tests: tiny configs, the losses a run logged, weight files,
 dataset directories in the real on-disk formats, parameter counting."""
 
+import contextlib
+import importlib
 import importlib.util
+import io
 import json
 import os
 import subprocess
 import sys
+import traceback
 
 import jax
 import jax.numpy as jnp
@@ -123,6 +127,43 @@ def run_module(module: str, *args: str, env: dict | None = None) -> subprocess.C
     [sys.executable, "-m", module, *args],
     capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
   )  # fmt: skip
+
+
+# Commands whose flags and `main` live in their package's `__main__.py`.
+_PACKAGE_COMMANDS = ("jaxseg.export", "jaxseg.benchmark")
+
+
+def run_command(module: str, *args: str) -> subprocess.CompletedProcess:
+  """`python -m module args...` run in this process as its command line runs
+  it: its flags defined and parsed (`cli.parse_flags`), a user error as one
+  `error:` line and status 2 (`cli.run`'s handling), a bad flag as absl's
+  status 1, stdout and stderr captured. Cheaper than `run_module` by a fresh
+  interpreter; use that where a fresh process is the point."""
+  from absl import app, flags
+
+  from jaxseg import cli
+
+  command = importlib.import_module(module + ".__main__" if module in _PACKAGE_COMMANDS else module)
+  defined = set(flags.FLAGS)
+  command.define_flags()
+  stdout, stderr, status = io.StringIO(), io.StringIO(), 0
+  try:
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+      try:
+        cli.report_user_errors(command.main, cli.parse_flags([module, *args]))
+      except SystemExit as e:
+        status = e.code if isinstance(e.code, int) else int(e.code is not None)
+      except (flags.Error, app.UsageError) as e:  # What absl's app.run reports, status 1.
+        print(f"FATAL Flags parsing error: {e}", file=sys.stderr)
+        status = 1
+      except Exception:  # A bug: its traceback, as the command line would print it.
+        traceback.print_exc()
+        status = 1
+  finally:
+    for name in set(flags.FLAGS) - defined:
+      delattr(flags.FLAGS, name)
+    flags.FLAGS.unparse_flags()
+  return subprocess.CompletedProcess([module, *args], status, stdout.getvalue(), stderr.getvalue())
 
 
 def tree_size(tree) -> int:

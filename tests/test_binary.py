@@ -15,7 +15,7 @@ from jaxseg.data.builders import synthetic_shapes
 from jaxseg.export import serving
 from jaxseg.scoring import metrics, tables, writers
 from jaxseg.training import loop, runs
-from tests.helpers import run_module
+from tests.helpers import run_command
 
 
 def test_foreground_metrics_of_a_hand_built_confusion_matrix():
@@ -79,6 +79,7 @@ def _binary_run(root):
   return folder, workdir, loop.train_and_evaluate(config, workdir)
 
 
+@pytest.mark.slow
 def test_binary_folder_trains_with_dice_reports_the_foreground_and_predicts_cutouts(tmp_path):
   # One test: training the run is most of its time.
   folder, workdir, result = _binary_run(tmp_path)
@@ -95,7 +96,7 @@ def test_binary_folder_trains_with_dice_reports_the_foreground_and_predicts_cuto
   # Both terms were trained and logged.
   assert any("train/loss_dice" in r and "train/loss_cross_entropy" in r for r in logged)
   # jaxseg.evaluate scores at the same threshold as training-time evaluation.
-  scored = run_module("jaxseg.evaluate", f"--workdir={workdir}")
+  scored = run_command("jaxseg.evaluate", f"--workdir={workdir}")
   assert scored.returncode == 0, scored.stderr[-3000:]
   assert "star (probability >= 0.3): IoU" in scored.stdout
   with open(f"{workdir}/metrics.json") as f:
@@ -104,7 +105,7 @@ def test_binary_folder_trains_with_dice_reports_the_foreground_and_predicts_cuto
 
   tmp_path = tmp_path / "predicted"
   image_path = sorted((folder / "images" / "val").iterdir())[0]
-  out = run_module(
+  out = run_command(
     "jaxseg.predict", f"--workdir={workdir}", f"--input={image_path}", f"--output={tmp_path}",
     "--cutout",
   )  # fmt: skip
@@ -121,7 +122,7 @@ def test_binary_folder_trains_with_dice_reports_the_foreground_and_predicts_cuto
   label = np.asarray(Image.open(tmp_path / f"{image_path.stem}.png"))
   np.testing.assert_array_equal(label, probs[..., 1] >= 0.3)
 
-  hard = run_module(
+  hard = run_command(
     "jaxseg.predict", f"--workdir={workdir}", f"--input={image_path}",
     f"--output={tmp_path / 'hard'}", "--cutout", "--cutout_threshold=0.3",
     "--mode=slide", "--crop_size=48,48",
@@ -131,7 +132,7 @@ def test_binary_folder_trains_with_dice_reports_the_foreground_and_predicts_cuto
   slide = inference.slide(predict_fn, image, crop_size=(48, 48), stride=(32, 32))
   np.testing.assert_array_equal(alpha, np.where(1 - slide[..., 0] >= 0.3, 255, 0))
 
-  wrong = run_module(
+  wrong = run_command(
     "jaxseg.predict", f"--workdir={workdir}", f"--input={image_path}", f"--output={tmp_path}",
     "--cutout", "--background=sky",
   )  # fmt: skip

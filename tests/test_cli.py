@@ -5,7 +5,7 @@ from absl import flags, logging
 
 from configs import default
 from jaxseg import cli
-from tests.helpers import ROOT, run_module
+from tests.helpers import ROOT, run_command
 
 
 def test_overrides_are_parsed_with_the_types_of_the_fields():
@@ -79,7 +79,7 @@ def test_logging_is_quiet_unless_verbosity_is_given():
 
 
 def test_a_mistyped_override_stops_a_command_before_any_work():
-  out = run_module(
+  out = run_command(
     "jaxseg.benchmark", "--config=configs/psp.py", "--config.model.output_strid=8", "--steps=1"
   )
   assert out.returncode != 0

@@ -23,6 +23,7 @@ def test_the_three_notebooks_exist():
   assert NAMES == ["custom_data", "model_tour", "quickstart"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_headless(name, tmp_path, monkeypatch):
   monkeypatch.setenv("JAXSEG_NOTEBOOK_SMALL", "1")

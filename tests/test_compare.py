@@ -8,7 +8,7 @@ import pytest
 
 from jaxseg import compare
 from jaxseg.scoring import tables
-from tests.helpers import run_module
+from tests.helpers import run_command
 
 
 def test_comparison_table_has_a_column_per_run():
@@ -21,13 +21,14 @@ def test_comparison_table_has_a_column_per_run():
   assert lines[-3].split() == ["mIoU", "70.00", "95.00"]
 
 
+@pytest.mark.slow
 def test_compare_reports_every_config_with_the_same_overrides(trained_run, tmp_path):
   # Two finished runs of the tiny config (one per config name); compare
   # resumes each, finds it finished and evaluates it, then tabulates both.
   workdir, result = trained_run
   for name in ("default", "psp"):
     shutil.copytree(workdir, tmp_path / name)
-  out = run_module(
+  out = run_command(
     "jaxseg.compare",
     "--config=configs/default.py",
     "--config=configs/psp.py",
@@ -53,7 +54,7 @@ def test_variants_train_one_config_with_their_own_overrides(trained_run, tmp_pat
   workdir, _ = trained_run
   for name in ("plain", "quiet"):
     shutil.copytree(workdir, tmp_path / name)
-  out = run_module(
+  out = run_command(
     "jaxseg.compare",
     "--config=configs/default.py",
     f"--workdir={tmp_path}",

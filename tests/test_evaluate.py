@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from jaxseg.scoring import metrics
-from tests.helpers import run_module
+from tests.helpers import run_command
 
 
 def test_score_equals_an_independent_numpy_confusion_matrix():
@@ -38,7 +38,7 @@ def test_score_equals_an_independent_numpy_confusion_matrix():
 
 def test_evaluate_cli_scores_the_run_as_training_did(trained_run):
   workdir, result = trained_run
-  out = run_module("jaxseg.evaluate", f"--workdir={workdir}")
+  out = run_command("jaxseg.evaluate", f"--workdir={workdir}")
   assert out.returncode == 0, out.stderr[-3000:]
   assert "mIoU" in out.stdout and "circle" in out.stdout
   with open(os.path.join(workdir, "metrics.json")) as f:

@@ -2,9 +2,12 @@
 during start-up and during asynchronous saves) and stopped by SIGTERM, resumed
 each time, logs exactly the losses of an uninterrupted run."""
 
+import pytest
+
 from tests import fault_injection
 
 
+@pytest.mark.slow
 def test_killed_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
   summary = fault_injection.run(
     kills=3, steps=30, seed=0, data_dir=data_dir, workdir=str(tmp_path), timeout=400

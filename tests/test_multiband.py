@@ -15,7 +15,7 @@ from jaxseg.data import images, pipeline, preprocessing
 from jaxseg.export import exporter
 from jaxseg.models import pretrained
 from jaxseg.training import loop, runs
-from tests.helpers import run_module, tiny_folder_config
+from tests.helpers import run_command, run_module, tiny_folder_config
 
 BANDS = 4
 
@@ -57,6 +57,7 @@ def _config(tmp_path, folder):
   return tiny_folder_config(str(tmp_path / "data"), folder, eval_every_steps=3, **overrides)
 
 
+@pytest.mark.slow
 def test_four_band_16bit_tiff_folder_trains_predicts_and_exports(tmp_path):
   rng = np.random.default_rng(0)
   folder = tmp_path / "tiles"
@@ -93,7 +94,7 @@ def test_four_band_16bit_tiff_folder_trains_predicts_and_exports(tmp_path):
   tifffile.imwrite(inputs / "scene.tif", scene)
   np.save(inputs / "array.npy", scene[:50, :60])
   Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(inputs / "rgb.png")
-  out = run_module(
+  out = run_command(
     "jaxseg.predict", f"--workdir={workdir}", f"--input={inputs}", f"--output={outputs}",
     "--mode=slide", "--crop_size=32,32", "--rgb_bands=3,2,1",
   )  # fmt: skip
@@ -122,6 +123,7 @@ def test_four_band_16bit_tiff_folder_trains_predicts_and_exports(tmp_path):
   np.testing.assert_allclose(served, predict_fn(scene[None, :32, :32]), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_reader_takes_tiff_layouts_16bit_png_and_arrays_and_names_bad_files(tmp_path):
   rng = np.random.default_rng(1)
   rgb16 = rng.integers(0, 65536, (9, 7, 3), np.uint16)
@@ -183,6 +185,7 @@ def test_first_convolution_adapts_to_n_bands_as_timm_does():
   )
 
 
+@pytest.mark.slow
 def test_bad_multiband_inputs_end_in_one_error_line(tmp_path):
   """Mistakes with multi-band data stop before anything compiles, with one
   `error:` line naming the key or file, and exit status 2."""
@@ -209,7 +212,7 @@ def test_bad_multiband_inputs_end_in_one_error_line(tmp_path):
      f"error: {floats}/images/tile1.tif: samples are float32"),
   ]  # fmt: skip
   for folder, flags, start in cases:
-    out = run_module(
+    out = run_module(  # jaxseg.main joins hosts first: a fresh process.
       "jaxseg.main", "--config=configs/unet.py:folder", f"--config.data.folder={folder}",
       f"--config.data.data_dir={tmp_path / 'data'}", f"--workdir={tmp_path / 'run'}", *flags,
     )  # fmt: skip

@@ -6,7 +6,7 @@ from PIL import Image
 from jaxseg import inference
 from jaxseg.inference import outputs
 from jaxseg.training import runs
-from tests.helpers import run_module
+from tests.helpers import run_command
 
 
 def test_predict_cli_writes_palette_labels_and_overlays_and_reports_failures(trained_run, tmp_path):
@@ -19,7 +19,7 @@ def test_predict_cli_writes_palette_labels_and_overlays_and_reports_failures(tra
   Image.fromarray(images["small"]).save(inputs / "small.png")
   Image.fromarray(images["wide"]).save(inputs / "wide.png")
   (inputs / "broken.jpg").write_bytes(b"not a jpeg")
-  out = run_module(
+  out = run_command(
     "jaxseg.predict", f"--workdir={workdir}", f"--input={inputs}", f"--output={outputs}",
     "--mode=slide", "--crop_size=32,32", "--stride=20,20",
   )  # fmt: skip

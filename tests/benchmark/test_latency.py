@@ -10,7 +10,7 @@ import pytest
 
 from jaxseg import errors
 from jaxseg.benchmark import exports, latency
-from tests.helpers import run_module
+from tests.helpers import run_command
 
 
 def test_sizes_parse_and_bad_ones_are_named():
@@ -40,8 +40,9 @@ def _fake_torch_python(tmp_path) -> str:
   return str(script)
 
 
+@pytest.mark.slow
 def test_latency_mode_times_each_size_and_dtype_beside_torch(data_dir, tmp_path):
-  out = run_module(
+  out = run_command(
     "jaxseg.benchmark",
     "--mode=latency",
     "--config=configs/fastscnn.py",
@@ -83,7 +84,7 @@ def test_a_failing_torch_python_is_reported(tmp_path):
 def test_exports_mode_times_each_format_beside_the_jitted_forward(data_dir, tmp_path):
   """`--mode=exports`: U-Net exported (and checked) as ONNX and StableHLO,
   each timed by its runtime beside jaxseg's jitted forward."""
-  out = run_module(
+  out = run_command(
     "jaxseg.benchmark", "--mode=exports", "--config=configs/unet.py",
     f"--config.data.data_dir={data_dir}", "--config.data.variant=tiny",
     "--config.model.features=4", "--sizes=64x64", "--formats=stablehlo,onnx",

@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
+
 from jaxseg.benchmark import throughput
-from tests.helpers import run_module, tiny_config
+from tests.helpers import run_command, tiny_config
 
 
+@pytest.mark.slow
 def test_benchmark_reports_throughput_flops_memory_and_mfu(data_dir):
   config = tiny_config(data_dir, batch_size=2)
   record = throughput.benchmark(config, steps=1, warmup=0, input_batches=2)
@@ -36,8 +39,9 @@ def test_accelerator_peaks_are_looked_up_by_device_kind():
   assert throughput.accelerator_peak(Device(), "float32")[0] is None
 
 
+@pytest.mark.slow
 def test_command_line_benchmarks_several_configs_with_the_same_overrides(data_dir, tmp_path):
-  out = run_module(
+  out = run_command(
     "jaxseg.benchmark",
     "--config=configs/psp.py",
     "--config=configs/unet.py",

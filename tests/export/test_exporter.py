@@ -12,7 +12,7 @@ import pytest
 from jaxseg import errors, inference
 from jaxseg.export import exporter, parity, stablehlo
 from jaxseg.training import runs
-from tests.helpers import run_module
+from tests.helpers import run_command
 
 
 def _serve_in_fresh_process(script: str, export_dir, *files: str) -> None:
@@ -24,9 +24,10 @@ def _serve_in_fresh_process(script: str, export_dir, *files: str) -> None:
   assert served.returncode == 0, served.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_export_runs_in_a_fresh_process_without_the_training_code(trained_run, tmp_path):
   workdir, _ = trained_run
-  out = run_module(
+  out = run_command(
     "jaxseg.export", f"--workdir={workdir}", f"--output={tmp_path / 'export'}", "--size=64,64"
   )
   assert out.returncode == 0, out.stderr[-3000:]
@@ -62,6 +63,7 @@ def test_export_runs_in_a_fresh_process_without_the_training_code(trained_run, t
   assert metadata["class_names"][1] == "circle"
 
 
+@pytest.mark.slow
 def test_savedmodel_and_tflite_exports_are_checked_and_served_by_their_runtime(
   tmp_path, trained_run
 ):
@@ -107,7 +109,7 @@ def test_onnx_export_is_checked_and_served_by_onnxruntime_alone(tmp_path, traine
   nor jaxseg nor Flax, by tiles where the network needs the tile size."""
   workdir, _ = trained_run
   out_dir = tmp_path / "export"
-  out = run_module(
+  out = run_command(
     "jaxseg.export", f"--workdir={workdir}", f"--output={out_dir}", "--size=64,64",
     "--format=onnx",
   )  # fmt: skip
@@ -145,6 +147,7 @@ def test_unknown_export_format_is_named(trained_run, tmp_path):
     exporter.export_run(workdir, str(tmp_path), formats=("coreml",))
 
 
+@pytest.mark.slow
 def test_stablehlo_takes_any_size_where_the_network_allows():
   """U-Net (tiny) exports with symbolic height and width (the trained PSPNet
   of the first test, whose pyramid pooling needs the tile size, does not)."""

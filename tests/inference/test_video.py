@@ -13,7 +13,7 @@ from jaxseg import inference
 from jaxseg.data.builders import synthetic_shapes
 from jaxseg.inference import video
 from jaxseg.training import runs
-from tests.helpers import run_module
+from tests.helpers import run_command
 
 
 def _write_clip(path, frames, fps=25, pts=None):
@@ -44,7 +44,7 @@ def _shapes(num_frames, height, width):
 
 
 def _predict(workdir, clip, out, *flags):
-  return run_module(
+  return run_command(
     "jaxseg.predict", f"--workdir={workdir}", f"--input={clip}", f"--output={out}", *flags
   )
 

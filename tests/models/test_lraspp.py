@@ -48,6 +48,7 @@ def test_a_backbone_without_the_low_level_tap_is_named():
     _model(backbone="resnet18", output_stride=16)
 
 
+@pytest.mark.slow
 def test_trains_a_step_on_its_own_batch_statistics():
   model = _model()
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 64, 64, 3)), jnp.float32)

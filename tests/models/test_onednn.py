@@ -136,6 +136,7 @@ def teardown_module():
     print(f"\noneDNN vs XLA, worst relative error per dtype: {WORST}")
 
 
+@pytest.mark.slow
 @needs_onednn
 @pytest.mark.parametrize("config_file", ["configs/deeplabv3plus.py", "configs/unet.py"])
 def test_whole_model_gradients_equal_xla(config_file):
@@ -166,6 +167,7 @@ def test_whole_model_gradients_equal_xla(config_file):
     assert float(jnp.max(jnp.abs(a - b))) < 1e-4 * scale, jax.tree_util.keystr(path)
 
 
+@pytest.mark.slow
 @needs_onednn
 def test_twenty_training_steps_match_xla(data_dir, tmp_path):
   losses = {}
@@ -209,6 +211,7 @@ def test_xla_backend_switches_it_off():
     assert "conv_backend='xla'" in onednn.describe()
 
 
+@pytest.mark.slow
 def test_without_the_library_models_run_on_xla_and_say_so(tmp_path):
   script = (
     "import jax, jax.numpy as jnp\n"
@@ -240,7 +243,8 @@ def test_auto_keeps_xla_on_several_cpu_devices():
     "onednn.set_backend('onednn')\n"
     "assert onednn.applies(jnp.float32)\n"
   )
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
+  env = {**os.environ, "XLA_FLAGS": flags}
   root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   out = subprocess.run(
     [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=root, timeout=300

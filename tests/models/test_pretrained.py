@@ -215,6 +215,7 @@ def test_torch_file_without_torch_says_what_to_install(tmp_path, monkeypatch):
     pretrained.load(str(path))
 
 
+@pytest.mark.slow
 def test_training_starts_from_the_backbone_file(data_dir, tmp_path, capsys):
   state = torchvision_resnet_state((2, 2, 2, 2), bottleneck=False, width=8)
   weights = save_safetensors(state, tmp_path / "r18.safetensors")

@@ -27,7 +27,7 @@ import jax
 from jaxseg.parallel import sharding
 from jaxseg.training import loop
 from jaxseg.training import state as train_state
-from tests.test_distributed import config_for
+from tests.parallel.test_distributed import config_for
 args = json.loads(sys.argv[1])
 config = config_for(args["data_dir"], args["fsdp"])
 assert jax.device_count() == args["devices"], jax.devices()
@@ -92,7 +92,8 @@ def _run(
     "restore_onto": list(restore_onto),
   }
   env = dict(os.environ, PYTHONPATH=ROOT)
-  env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices // processes}"
+  count = f"--xla_force_host_platform_device_count={devices // processes}"
+  env["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {count}"
   if processes > 1:
     env.update(
       JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{_free_port()}", JAX_NUM_PROCESSES=str(processes)
@@ -120,6 +121,7 @@ def _run(
   return json.loads(line[len("RESULT ") :])
 
 
+@pytest.mark.slow
 def test_one_run_carried_across_hosts_and_device_counts(data_dir, tmp_path):
   reference = str(tmp_path / "one_device")
   expected = loop.train_and_evaluate(config_for(data_dir), reference)

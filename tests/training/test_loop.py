@@ -13,6 +13,7 @@ from jaxseg.training import loop, runs
 from tests.helpers import logged_losses, tiny_config
 
 
+@pytest.mark.slow
 def test_end_to_end_run_writes_what_the_readme_promises(data_dir, tmp_path):
   workdir = str(tmp_path / "run")
   result = loop.train_and_evaluate(tiny_config(data_dir), workdir)
@@ -38,6 +39,7 @@ def test_end_to_end_run_writes_what_the_readme_promises(data_dir, tmp_path):
   assert sorted(logged_losses(workdir)) == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_stopped_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
   config = tiny_config(data_dir, num_train_steps=6, checkpoint_every_steps=100)
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
@@ -55,6 +57,7 @@ def test_stopped_and_resumed_run_equals_uninterrupted_run(data_dir, tmp_path):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_the_run_without_saving_it(data_dir, tmp_path):
   workdir = str(tmp_path / "run")
   config = tiny_config(data_dir, learning_rate=1e30, num_train_steps=8, checkpoint_every_steps=1)

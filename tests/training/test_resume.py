@@ -8,7 +8,7 @@ import os
 import pytest
 
 from jaxseg.training import loop, runs
-from tests.helpers import run_module, tiny_config
+from tests.helpers import run_command, run_module, tiny_config
 
 
 def _snapshot(workdir) -> dict[str, str]:
@@ -30,6 +30,7 @@ def two_step_run(data_dir, tmp_path):
   return workdir, config
 
 
+@pytest.mark.slow
 def test_a_changed_model_is_refused_and_nothing_is_written(two_step_run):
   workdir, config = two_step_run
   before = _snapshot(workdir)
@@ -58,6 +59,7 @@ def test_a_checkpoint_that_does_not_fit_is_refused_without_a_config_json(two_ste
   assert _snapshot(workdir) == before
 
 
+@pytest.mark.slow
 def test_steps_and_cadence_may_change_and_are_recorded(two_step_run):
   workdir, config = two_step_run
   longer = config.copy_and_resolve_references()
@@ -83,6 +85,7 @@ def _tiny_flags(workdir):
   ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_user_errors_end_in_one_line_and_status_2(two_step_run, tmp_path):
   workdir, _ = two_step_run
   before = _snapshot(workdir)
@@ -92,12 +95,12 @@ def test_user_errors_end_in_one_line_and_status_2(two_step_run, tmp_path):
     "--config.crop_size=-8,64": "error: config.crop_size=(-8, 64) must be (height, width)",
   }
   for flag, start in cases.items():
-    out = run_module("jaxseg.main", *_tiny_flags(workdir), flag)
+    out = run_module("jaxseg.main", *_tiny_flags(workdir), flag)  # It joins hosts: a fresh process.
     assert out.returncode == 2, out.stderr[-3000:]
     assert out.stderr.strip().splitlines()[-1].startswith(start), out.stderr[-3000:]
     assert "Traceback" not in out.stderr
   assert _snapshot(workdir) == before
-  missing = run_module("jaxseg.evaluate", f"--workdir={tmp_path / 'nothing'}")
+  missing = run_command("jaxseg.evaluate", f"--workdir={tmp_path / 'nothing'}")
   assert missing.returncode == 2 and "config.json is missing" in missing.stderr
   assert missing.stderr.strip().splitlines()[-1].startswith("error: ")
   # The debug switch shows where it came from.

@@ -49,6 +49,7 @@ def _bn_free_fcn(data_dir, **overrides):
   return config
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_gives_the_whole_batch_update(data_dir):
   # A model with neither BatchNorm nor dropout: the update must be the same.
   whole, whole_metrics = _one_step(_bn_free_fcn(data_dir))
@@ -59,6 +60,7 @@ def test_gradient_accumulation_gives_the_whole_batch_update(data_dir):
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_of_whole_batch_losses_gives_the_whole_batch_update(data_dir):
   # Dice, Lovász and OHEM are not sums over pixels: the step differentiates
   # them on the whole batch's logits and back-propagates each slice's share.
@@ -75,6 +77,7 @@ def test_gradient_accumulation_of_whole_batch_losses_gives_the_whole_batch_updat
     np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_with_batchnorm_trains(data_dir):
   config = tiny_config(data_dir, grad_accum_steps=2)
   state, step_metrics = _one_step(config)
@@ -94,6 +97,7 @@ def test_gradient_accumulation_with_batchnorm_trains(data_dir):
     assert not np.array_equal(np.asarray(after), np.asarray(once))
 
 
+@pytest.mark.slow
 def test_rematerialised_backbone_has_the_same_parameters_and_gradients():
   image = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
   labels = jax.random.randint(jax.random.key(1), (2, 64, 64), 0, 3)
@@ -122,9 +126,12 @@ def test_rematerialised_backbone_has_the_same_parameters_and_gradients():
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   assert float(remat_loss) == pytest.approx(float(plain_loss), rel=1e-6)
   for a, b in zip(jax.tree.leaves(plain_grads), jax.tree.leaves(remat_grads), strict=True):
-    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-6)
+    # Float32 rounding of sums in another order, relative to the leaf's scale.
+    scale = float(np.abs(np.asarray(a)).max())
+    np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-3 * scale)
 
 
+@pytest.mark.slow
 def test_bfloat16_computes_in_bfloat16_and_keeps_state_and_loss_in_float32(data_dir):
   _, f32_metrics = _one_step(tiny_config(data_dir))
   config = tiny_config(data_dir, dtype="bfloat16")

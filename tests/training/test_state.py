@@ -32,6 +32,7 @@ def test_a_run_from_scratch_has_no_initial_values(data_dir):
   assert state.initial_values(config, setup.model, setup.abstract_state) == ({}, "")
 
 
+@pytest.mark.slow
 def test_init_from_another_run_reinitialises_only_what_changed_shape(data_dir, tmp_path, capsys):
   first = str(tmp_path / "first")
   loop.train_and_evaluate(tiny_config(data_dir, num_train_steps=2, eval_every_steps=2), first)
@@ -50,6 +51,7 @@ def test_init_from_another_run_reinitialises_only_what_changed_shape(data_dir, t
     np.testing.assert_array_equal(after[key], before[key])
 
 
+@pytest.mark.slow
 def test_init_from_a_different_architecture_raises_naming_the_keys(data_dir, tmp_path):
   first = str(tmp_path / "first")
   loop.train_and_evaluate(tiny_config(data_dir, num_train_steps=2, eval_every_steps=2), first)

@@ -77,6 +77,7 @@ def test_folder_errors_name_the_file(tmp_path):
     pipeline.prepare(config)
 
 
+@pytest.mark.slow
 def test_unet_folder_config_trains_on_a_users_folder(tmp_path):
   """`python -m jaxseg.main --config=configs/unet.py:folder --config.data.folder=DIR`,
   shrunk to seconds: a tiny U-Net, small crops, two steps and an evaluation."""
