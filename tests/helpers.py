@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import traceback
+from unittest import mock
 
 import jax
 import jax.numpy as jnp
@@ -129,6 +130,11 @@ def run_module(module: str, *args: str, env: dict | None = None) -> subprocess.C
   )  # fmt: skip
 
 
+def _one_host(*settings) -> bool:
+  assert not any(settings), "a command run in-process cannot join other hosts"
+  return False
+
+
 # Commands whose flags and `main` live in their package's `__main__.py`.
 _PACKAGE_COMMANDS = ("jaxseg.export", "jaxseg.benchmark")
 
@@ -142,13 +148,17 @@ def run_command(module: str, *args: str) -> subprocess.CompletedProcess:
   from absl import app, flags
 
   from jaxseg import cli
+  from jaxseg.parallel import distributed
 
   command = importlib.import_module(module + ".__main__" if module in _PACKAGE_COMMANDS else module)
   defined = set(flags.FLAGS)
   command.define_flags()
   stdout, stderr, status = io.StringIO(), io.StringIO(), 0
+  # This process runs JAX already and is one host: `jaxseg.main` joins none
+  # (joining is tested in fresh processes: tests/parallel/test_distributed.py).
+  join = mock.patch.object(distributed, "initialize", _one_host)
   try:
-    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), join:
       try:
         cli.report_user_errors(command.main, cli.parse_flags([module, *args]))
       except SystemExit as e:

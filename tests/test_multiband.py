@@ -15,7 +15,7 @@ from jaxseg.data import images, pipeline, preprocessing
 from jaxseg.export import exporter
 from jaxseg.models import pretrained
 from jaxseg.training import loop, runs
-from tests.helpers import run_command, run_module, tiny_folder_config
+from tests.helpers import run_command, tiny_folder_config
 
 BANDS = 4
 
@@ -185,7 +185,6 @@ def test_first_convolution_adapts_to_n_bands_as_timm_does():
   )
 
 
-@pytest.mark.slow
 def test_bad_multiband_inputs_end_in_one_error_line(tmp_path):
   """Mistakes with multi-band data stop before anything compiles, with one
   `error:` line naming the key or file, and exit status 2."""
@@ -212,7 +211,7 @@ def test_bad_multiband_inputs_end_in_one_error_line(tmp_path):
      f"error: {floats}/images/tile1.tif: samples are float32"),
   ]  # fmt: skip
   for folder, flags, start in cases:
-    out = run_module(  # jaxseg.main joins hosts first: a fresh process.
+    out = run_command(
       "jaxseg.main", "--config=configs/unet.py:folder", f"--config.data.folder={folder}",
       f"--config.data.data_dir={tmp_path / 'data'}", f"--workdir={tmp_path / 'run'}", *flags,
     )  # fmt: skip

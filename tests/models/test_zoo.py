@@ -42,16 +42,13 @@ def test_tiny_model_runs_at_any_size(name, size):
   make, count = TINY[name]
   model = make(num_classes=3)
   x = jax.random.normal(jax.random.key(2), (2, *size, 3))
-
-  @jax.jit  # One compilation for the three, instead of one per operation.
-  def init_train_eval(x):
-    variables = model.init(RNGS, x, train=True)
-    rngs = {"dropout": jax.random.key(3)}
-    out, _ = model.apply(variables, x, train=True, mutable=["batch_stats"], rngs=rngs)
-    return variables, out, model.apply(variables, x, train=False)
-
-  variables, out, eval_out = init_train_eval(x)
+  # Jitted: one compilation per function instead of one per operation.
+  variables = jax.jit(lambda x: model.init(RNGS, x, train=True))(x)
   assert tree_size(variables["params"]) == count
+  rngs = {"dropout": jax.random.key(3)}
+  train = jax.jit(lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"], rngs=rngs))
+  out, _ = train(variables, x)
   assert out["logits"].shape == (2, *size, 3) and out["logits"].dtype == jnp.float32
   assert bool(jnp.all(jnp.isfinite(out["logits"])))
+  eval_out = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
   assert set(eval_out) == {"logits"} and eval_out["logits"].shape == (2, *size, 3)

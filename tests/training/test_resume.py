@@ -95,7 +95,7 @@ def test_user_errors_end_in_one_line_and_status_2(two_step_run, tmp_path):
     "--config.crop_size=-8,64": "error: config.crop_size=(-8, 64) must be (height, width)",
   }
   for flag, start in cases.items():
-    out = run_module("jaxseg.main", *_tiny_flags(workdir), flag)  # It joins hosts: a fresh process.
+    out = run_command("jaxseg.main", *_tiny_flags(workdir), flag)
     assert out.returncode == 2, out.stderr[-3000:]
     assert out.stderr.strip().splitlines()[-1].startswith(start), out.stderr[-3000:]
     assert "Traceback" not in out.stderr
