@@ -87,9 +87,9 @@ def train_and_evaluate(
   )
   if is_main:
     print(f"Evaluation: {evaluate.plan.describe()}")
-  last_step = min(
-    config.num_train_steps, config.num_train_steps if stop_at_step is None else stop_at_step
-  )
+  last_step = config.num_train_steps
+  if stop_at_step is not None:
+    last_step = min(stop_at_step, last_step)
   log = progress.TrainLog(writer, start_step=start_step, last_step=last_step,
                           batch_size=config.batch_size, enabled=is_main)  # fmt: skip
   result, stop, stopped_by, step = None, distributed.StopRequest(), None, start_step
