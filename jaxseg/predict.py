@@ -21,7 +21,6 @@ input's size and timestamps, and with `--label_frames` one label PNG per frame
 in `<name>_labels/`; it ends with frames/s and where the time went.
 """
 
-import dataclasses
 import os
 import sys
 
@@ -69,9 +68,7 @@ def main(argv):
   config, _, predict_fn = runs.load_predictor(FLAGS.workdir, FLAGS.checkpoint)
   spec = get_dataset_spec(config.data)
   norm = preprocessing.from_config(config)
-  options = image_options(spec.class_names, norm.channels)
-  foreground, threshold = decision(config, spec.class_names)
-  options = dataclasses.replace(options, foreground=foreground, threshold=threshold)
+  options = image_options(spec.class_names, norm.channels, decision(config, spec.class_names))
   inputs = image_files.list_inputs(FLAGS.input)
   failed = image_files.predict_files(inputs, predict_fn, norm, spec, FLAGS.output, options)
   done = len(inputs) - len(failed)
@@ -80,8 +77,9 @@ def main(argv):
     sys.exit(1)
 
 
-def image_options(class_names, channels: int) -> image_files.Options:
-  """The flags as `image_files.Options`, checked against the run."""
+def image_options(class_names, channels: int, run_decision) -> image_files.Options:
+  """The flags as `image_files.Options`, checked against the run, with the
+  run's `(foreground, threshold)` decision."""
   rgb_bands = tuple(int(b) for b in FLAGS.rgb_bands) if FLAGS.rgb_bands else None
   if rgb_bands is not None and not all(0 <= b < channels for b in rgb_bands):
     raise errors.InvalidInput(
@@ -98,6 +96,8 @@ def image_options(class_names, channels: int) -> image_files.Options:
     rgb_bands=rgb_bands,
     background=cutout_class(class_names) if FLAGS.cutout else None,
     cutout_threshold=FLAGS.cutout_threshold,
+    foreground=run_decision[0],
+    threshold=run_decision[1],
   )
 
 

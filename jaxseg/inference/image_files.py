@@ -21,7 +21,6 @@ from jaxseg import errors
 from jaxseg.data import images, preprocessing
 from jaxseg.inference import forward, modes, outputs
 
-EXTENSIONS = images.EXTENSIONS
 BIG_IMAGE_PIXELS = 16 * 2**20  # Slide mode shows its progress on images this large.
 
 
@@ -57,7 +56,7 @@ class Options:
 def list_inputs(path: str) -> list[str]:
   """The image files of a folder (in name order), or the one file `path`."""
   if os.path.isdir(path):
-    names = sorted(n for n in os.listdir(path) if n.lower().endswith(EXTENSIONS))
+    names = sorted(n for n in os.listdir(path) if n.lower().endswith(images.EXTENSIONS))
     return [os.path.join(path, n) for n in names]
   if not os.path.exists(path):
     raise errors.MissingInput(f"--input={path} does not exist")
