@@ -101,7 +101,7 @@ class ASPP(nn.Module):
     branches = [branch(1, 1, "conv1x1")(x, train=train)]
     for i, rate in enumerate(self.rates):
       branches.append(branch(3, rate, f"atrous{i}")(x, train=train))
-    pooled = branch(1, 1, "image_pool")(jnp.mean(x, axis=(1, 2), keepdims=True), train=train)
+    pooled = branch(1, 1, "image_pool")(layers.global_average_pool(x), train=train)
     branches.append(jnp.broadcast_to(pooled, (*x.shape[:3], self.features)))
     x = branch(1, 1, "project")(layers.concat_channels(branches), train=train)
     return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
@@ -145,7 +145,7 @@ class _LRASPPScale(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    s = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(self.dtype)
+    s = layers.global_average_pool(x.astype(jnp.float32)).astype(self.dtype)
     return nn.sigmoid(layers.Conv(self.features, 1, dtype=self.dtype, name="1")(s))
 
 

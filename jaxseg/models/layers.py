@@ -524,7 +524,20 @@ def resize_bilinear(x: jax.Array, size: Sequence[int]) -> jax.Array:
   h, w = size
   if x.shape[1:3] == (h, w):
     return x
-  return _resize_axis(_resize_axis(x, 1, h), 2, w)
+  return _resize_bilinear(x, (h, w))
+
+
+# Jitted under its own name so that the ONNX export writes the call as one
+# `Resize` (jaxseg.export.to_onnx.named); XLA inlines it like any function.
+@functools.partial(jax.jit, static_argnames="size")
+def _resize_bilinear(x: jax.Array, size: tuple) -> jax.Array:
+  return _resize_axis(_resize_axis(x, 1, size[0]), 2, size[1])
+
+
+@jax.jit  # Named for the ONNX export: one `GlobalAveragePool`.
+def global_average_pool(x: jax.Array) -> jax.Array:
+  """The mean over height and width of `[N, H, W, C]`: `[N, 1, 1, C]`."""
+  return jnp.mean(x, axis=(1, 2), keepdims=True)
 
 
 def _resize_axis(x: jax.Array, axis: int, size: int) -> jax.Array:

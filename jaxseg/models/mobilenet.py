@@ -90,7 +90,7 @@ class SqueezeExcitation(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    s = jnp.mean(x.astype(jnp.float32), axis=(1, 2), keepdims=True).astype(self.dtype)
+    s = layers.global_average_pool(x.astype(jnp.float32)).astype(self.dtype)
     s = nn.relu(layers.Conv(self.squeeze, 1, use_bias=True, dtype=self.dtype, name="fc1")(s))
     s = layers.Conv(x.shape[-1], 1, use_bias=True, dtype=self.dtype, name="fc2")(s)
     return x * nn.hard_sigmoid(s)

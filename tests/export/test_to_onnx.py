@@ -1,16 +1,21 @@
 """`jaxseg.export.to_onnx`: every network of the zoo, and the primitives it
 translates, run by onnxruntime and compared with JAX."""
 
+import collections
+import os
+import tempfile
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
 from jaxseg.data import preprocessing
 from jaxseg.export import stablehlo
 from jaxseg.export.to_onnx import to_onnx
-from jaxseg.models import onednn
+from jaxseg.models import layers, onednn
 from tests.models.test_zoo import TINY
 
 
@@ -95,3 +100,59 @@ def test_primitives_beyond_the_zoo_match_jax():
 def test_a_primitive_without_a_rule_is_named():
   with pytest.raises(NotImplementedError, match="cumsum"):
     to_onnx(lambda x: jnp.cumsum(x, axis=1), jax.ShapeDtypeStruct((1, 4, 4, 3), jnp.float32))
+
+
+def test_a_real_time_network_is_the_graph_onnxruntime_fuses():
+  """LR-ASPP's graph as a converter written for onnxruntime emits it: NCHW
+  throughout (one layout transpose in, one out), 1×1 convolutions as `Conv`,
+  activations, global pooling and resizes as single operations, batch norm
+  folded; after onnxruntime's optimisation every activation is fused into
+  its convolution. The logits equal JAX's."""
+  model = TINY["lraspp"][0](num_classes=3)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 96, 3)), train=False)
+  serve = stablehlo.padded_forward(model, _perturbed(variables), preprocessing.IMAGENET)
+  with onednn.backend("xla"):
+    proto = to_onnx(serve, jax.ShapeDtypeStruct((1, 64, 96, 3), np.uint8))
+  ops = collections.Counter(node.op_type for node in proto.graph.node)
+  assert ops["Transpose"] == 2 and ops["Resize"] == 2, ops
+  assert not {"MatMul", "Einsum", "Gather", "Min", "Max", "BatchNormalization"} & set(ops), ops
+  assert ops["HardSwish"] and ops["HardSigmoid"] and ops["GlobalAveragePool"], ops
+  convolutions = sum(
+    1 for _, leaf in jax.tree_util.tree_leaves_with_path(variables["params"])
+    if leaf.ndim == 4
+  )  # fmt: skip
+  assert ops["Conv"] == convolutions
+  options = ort.SessionOptions()
+  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+  with tempfile.TemporaryDirectory() as tmp:
+    options.optimized_model_filepath = os.path.join(tmp, "optimised.onnx")
+    session = ort.InferenceSession(
+      proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    optimised = onnx.load(options.optimized_model_filepath)
+  fused = collections.Counter(node.op_type for node in optimised.graph.node)
+  assert not {"Relu", "HardSwish", "HardSigmoid"} & set(fused), fused
+  assert fused["Conv"] == convolutions and fused["Transpose"] <= 1, fused
+  images = np.random.default_rng(1).integers(0, 256, (1, 64, 96, 3), np.uint8)
+  (got,) = session.run(None, {"images": images})
+  expected = np.asarray(jax.jit(serve)(images))
+  np.testing.assert_allclose(got, expected, atol=1e-4 * max(1.0, np.abs(expected).max()))
+
+
+@pytest.mark.parametrize(
+  "fn",
+  [
+    lambda x: layers.resize_bilinear(x, (36, 44)),  # ×4: a constant scale.
+    lambda x: layers.resize_bilinear(x, (20, 13)),  # Up one axis, down the other.
+    lambda x: layers.adaptive_avg_pool(x, 3) + layers.global_average_pool(x),  # 9×11 in 3 bins.
+    lambda x: (
+      jax.nn.hard_swish(x) * jax.nn.relu6(x) - jax.nn.hard_sigmoid(x.transpose(0, 2, 1, 3)).mean()
+    ),
+  ],
+  ids=["resize_by_4", "resize_to_any_size", "pooling", "activations"],
+)
+def test_functions_with_an_operation_of_their_own_match_jax(fn):
+  x = np.random.default_rng(3).normal(size=(2, 9, 11, 4)).astype(np.float32) * 4
+  proto = to_onnx(fn, jax.ShapeDtypeStruct(x.shape, x.dtype))
+  (got,) = _session(proto).run(None, {"images": x})
+  np.testing.assert_allclose(got, np.asarray(jax.jit(fn)(x)), rtol=1e-5, atol=1e-5)

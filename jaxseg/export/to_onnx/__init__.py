@@ -24,9 +24,9 @@ A primitive without a rule raises NotImplementedError naming it.
 
 import numpy as np
 
-from jaxseg.export.to_onnx.graph import IR_VERSION, OPSET, Dim, Translator, Value
+from jaxseg.export.to_onnx.graph import IR_VERSION, NCHW, OPSET, Dim, Translator, Value, onnx_dtype
 from jaxseg.export.to_onnx.optimize import fold_affine, prune
-from jaxseg.export.to_onnx.rules import onnx_dtype
+from jaxseg.export.to_onnx.rules import NAMED, RULES
 
 __all__ = ["IR_VERSION", "OPSET", "to_onnx"]
 
@@ -38,7 +38,7 @@ def to_onnx(fn, spec, dim_names=("batch", "height", "width"), input_name="images
   from onnx import helper
 
   closed = jax.make_jaxpr(fn)(spec)
-  t = Translator()
+  t = Translator(RULES, NAMED)
   shape_of = t.graph.op("Shape", [input_name])
   names = {}  # Symbolic input dimension -> its name in the model.
   for axis, d in enumerate(spec.shape):
@@ -51,6 +51,8 @@ def to_onnx(fn, spec, dim_names=("batch", "height", "width"), input_name="images
     return [int(d) if isinstance(d, (int, np.integer)) else names.get(str(d)) for d in shape]
 
   image = Value(input_name, closed.jaxpr.invars[0].aval)
+  if len(spec.shape) == 4:  # NCHW from the start: the whole network then computes in it.
+    image = Value(t.graph.op("Transpose", [input_name], perm=list(NCHW)), image.aval, perm=NCHW)
   (out,) = t.run(closed.jaxpr, closed.consts, [image])
   t.graph.nodes.append(helper.make_node("Identity", [t.name(out)], ["logits"]))
   out_aval = closed.jaxpr.outvars[0].aval

@@ -1,13 +1,19 @@
 """The translator's state: nodes being built, graph-computed dimensions,
-values, and the walk over a jaxpr that dispatches to `rules`."""
+values with their layouts, and the walk over a jaxpr that dispatches to the
+rules."""
 
 import numpy as np
-
-from jaxseg.export.to_onnx.rules import RULES
 
 OPSET = 17
 IR_VERSION = 8  # The IR of opset 17; any onnxruntime since 1.13 loads it.
 _FOLD_LIMIT = 1 << 20  # Largest constant (elements) folded at conversion time.
+NCHW = (0, 3, 1, 2)  # The layout convolutions run in, as a permutation of NHWC.
+
+
+def onnx_dtype(dtype) -> int:
+  from onnx import helper
+
+  return helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
 
 class Graph:
@@ -15,6 +21,7 @@ class Graph:
 
   def __init__(self, prefix: str = ""):
     self.nodes, self.initializers, self._count, self._prefix = [], [], 0, prefix
+    self.constants: dict[str, np.ndarray] = {}  # Initializer name -> its value.
 
   def name(self, base: str) -> str:
     self._count += 1
@@ -26,6 +33,7 @@ class Graph:
     array = np.asarray(value, dtype)
     name = self.name("const")
     self.initializers.append(numpy_helper.from_array(array, name))
+    self.constants[name] = array
     return name
 
   def op(self, op_type: str, inputs, outputs: int = 1, **attrs):
@@ -93,20 +101,34 @@ class Dim:
 
 
 class Value:
-  """A graph value of JAX shape `aval.shape`. `lazy`: the tensor has the
-  right rank but size-1 axes where the JAX value is broadcast."""
+  """A graph value of JAX shape `aval.shape`.
 
-  def __init__(self, name: str, aval, lazy: bool = False):
-    self.name, self.aval, self.lazy = name, aval, lazy
+  `lazy`: the tensor has the right rank but size-1 axes where the JAX value is
+  broadcast. `perm`: the tensor is stored transposed, as
+  `jnp.transpose(value, perm)` (a convolution's output is NCHW while JAX's
+  value is NHWC); None when stored as JAX has it."""
+
+  def __init__(self, name: str, aval, lazy: bool = False, perm=None):
+    perm = tuple(int(p) for p in perm) if perm is not None else None
+    if perm == tuple(range(len(aval.shape))):
+      perm = None
+    self.name, self.aval, self.lazy, self.perm = name, aval, lazy, perm
+
+
+def inverse(perm):
+  return tuple(int(i) for i in np.argsort(perm))
 
 
 class Translator:
   """Builds the ONNX graph of a jaxpr whose inputs have dimension variables
-  bound to graph values (`dims`: name -> `Dim`)."""
+  bound to graph values (`dims`: name -> `Dim`). `rules`: primitive name ->
+  rule; `named`: name of a jitted function -> rule for the whole call."""
 
-  def __init__(self):
+  def __init__(self, rules, named):
     self.graph = Graph()
     self.dims: dict[str, Dim] = {}
+    self.rules, self.named = rules, named
+    self._stored: dict[tuple, str] = {}  # (name, perm, expanded) -> name: no repeats.
 
   # --- values ---------------------------------------------------------------
 
@@ -125,19 +147,46 @@ class Translator:
     return self.graph.op("Concat", parts, axis=0)
 
   def name(self, x) -> str:
-    """The graph name of `x` with its full JAX shape (constants become
-    initializers; lazy broadcasts are expanded)."""
-    if isinstance(x, np.ndarray):
-      return self.graph.const(x)
-    if x.lazy:
-      return self.graph.op("Expand", [x.name, self.shape(x.aval.shape)])
-    return x.name
+    """The graph name of `x` as JAX has it: full shape, JAX's axis order
+    (constants become initializers)."""
+    return self.stored(x, None)
 
-  def operand(self, x) -> str:
-    """The graph name of `x` for an elementwise op (which broadcasts)."""
+  def operand(self, x, perm=None) -> str:
+    """The graph name of `x` in layout `perm` for an elementwise op (which
+    broadcasts, so a lazy value stays unexpanded)."""
+    return self.stored(x, perm, expand=False)
+
+  def stored(self, x, perm, expand: bool = True) -> str:
+    """The graph name of `x` stored as `jnp.transpose(x, perm)` (None: JAX's order)."""
     if isinstance(x, np.ndarray):
-      return self.graph.const(x)
-    return x.name
+      if perm is None or x.ndim != len(perm):
+        return self.graph.const(x)
+      return self.graph.const(np.ascontiguousarray(np.transpose(x, perm)))
+    if perm is not None and (len(perm) != len(x.aval.shape) or perm == tuple(range(len(perm)))):
+      perm = None  # JAX's order (or a scalar, which broadcasts in any layout).
+    key = (x.name, perm, x.perm, expand and x.lazy)
+    if key not in self._stored:
+      self._stored[key] = self._restore(x, perm, expand)
+    return self._stored[key]
+
+  def _restore(self, x, perm, expand):
+    name, rank = x.name, len(x.aval.shape)
+    if x.perm != perm:  # Physical axis i of the result is axis step[i] of the stored tensor.
+      have = x.perm or tuple(range(rank))
+      want = perm or tuple(range(rank))
+      step = [have.index(axis) for axis in want]
+      value = self.graph.constants.get(name)
+      if value is not None:
+        name = self.graph.const(np.ascontiguousarray(np.transpose(value, step)))
+      else:
+        name = self.graph.op("Transpose", [name], perm=step)
+    if expand and x.lazy:
+      name = self.graph.op("Expand", [name, self.shape(self.physical_shape(x.aval.shape, perm))])
+    return name
+
+  @staticmethod
+  def physical_shape(shape, perm):
+    return tuple(shape) if perm is None else tuple(shape[p] for p in perm)
 
   # --- jaxprs ---------------------------------------------------------------
 
@@ -166,15 +215,19 @@ class Translator:
   def equation(self, eqn, inputs):
     import jax
 
-    sub = _sub_jaxpr(eqn)
-    if sub is not None:
-      jaxpr, consts = sub
-      return self.run(jaxpr, consts, inputs)
     if _foldable(eqn, inputs):
       outs = eqn.primitive.bind(*inputs, **eqn.params)
       outs = outs if eqn.primitive.multiple_results else [outs]
       return [np.asarray(jax.device_get(o)) for o in outs]
-    rule = RULES.get(eqn.primitive.name)
+    sub = _sub_jaxpr(eqn)
+    named = self.named.get(eqn.params.get("name")) if sub is not None else None
+    out = named(self, eqn, *inputs) if named is not None else None
+    if out is not None:  # A function with an ONNX operation of its own (HardSwish, Resize).
+      return [out]
+    if sub is not None:
+      jaxpr, consts = sub
+      return self.run(jaxpr, consts, inputs)
+    rule = self.rules.get(eqn.primitive.name)
     if rule is None:
       raise NotImplementedError(
         f"ONNX export: no translation for JAX primitive {eqn.primitive.name}"
@@ -182,11 +235,29 @@ class Translator:
     out = rule(self, eqn, *inputs)
     return out if isinstance(out, list) else [out]
 
-  def value(self, name: str, aval, lazy: bool = False) -> "Value":
-    return Value(name, aval, lazy)
+  def tensor(self, name: str, eqn, lazy: bool = False, index: int = 0, perm=None) -> Value:
+    return Value(name, eqn.outvars[index].aval, lazy, perm)
 
-  def tensor(self, name: str, eqn, lazy: bool = False, index: int = 0) -> Value:
-    return Value(name, eqn.outvars[index].aval, lazy)
+  def crop(self, name, shape, front, back):
+    """Crops `front[i]` elements from the start and `back[i]` from the end of
+    axis i of the tensor `name` of (possibly symbolic) `shape`."""
+    axes = [i for i in range(len(shape)) if front[i] or back[i]]
+    starts = [front[i] for i in axes]
+    ends = [self.dim(shape[i]) - back[i] if back[i] else np.iinfo(np.int64).max for i in axes]
+    g = self.graph
+    return g.op(
+      "Slice", [name, g.const(starts, np.int64), self.shape(ends), g.const(axes, np.int64)]
+    )
+
+
+def layout_of(xs):
+  """The layout an elementwise op on `xs` computes in: that of its first
+  full-size operand (the others are transposed to it), else of its first
+  value."""
+  values = [x for x in xs if isinstance(x, Value)]
+  full = [x for x in values if not x.lazy]
+  chosen = (full or values or [None])[0]
+  return chosen.perm if chosen is not None else None
 
 
 def _sub_jaxpr(eqn):

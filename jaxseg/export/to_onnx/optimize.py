@@ -52,18 +52,19 @@ class _AffineFolder:
     self.removed, self.added = set(), {}
 
   def fold_conv(self, node) -> None:
-    """A Conv whose NHWC output (after its layout Transpose) feeds affine ops."""
+    """A Conv whose output (NCHW, or NHWC after a layout Transpose) feeds affine ops."""
     uses = self.consumers.get(node.output[0], [])
-    if len(uses) != 1 or uses[0].op_type != "Transpose":
-      return
-    if list(uses[0].attribute[0].ints) != [0, 2, 3, 1]:
-      return
+    tail, channel_axis = node, -3
+    if len(uses) == 1 and uses[0].op_type == "Transpose":
+      if list(uses[0].attribute[0].ints) != [0, 2, 3, 1]:
+        return
+      tail, channel_axis = uses[0], -1
     weight = self.values[node.input[1]].astype(np.float32)
     bias = np.zeros(weight.shape[0], np.float32)
     if len(node.input) > 2:
       bias = self.values[node.input[2]].astype(np.float32)
     scale = lambda w, v: w * v[:, None, None, None]
-    weight, bias = self.fold_chain(uses[0], weight, bias, scale)
+    weight, bias = self.fold_chain(tail, weight, bias, scale, channel_axis)
     del node.input[1:]
     node.input.extend([self.graph.const(weight), self.graph.const(bias)])
 
@@ -74,7 +75,7 @@ class _AffineFolder:
 
     weight = self.values[node.input[1]].astype(np.float32)
     bias = np.zeros(weight.shape[1], np.float32)
-    weight, bias = self.fold_chain(node, weight, bias, lambda w, v: w * v[None, :])
+    weight, bias = self.fold_chain(node, weight, bias, lambda w, v: w * v[None, :], -1)
     node.input[1] = self.graph.const(weight)
     if bias.any():
       product = self.graph.name("matmul")
@@ -83,17 +84,20 @@ class _AffineFolder:
       )
       node.output[0] = product
 
-  def channel_vector(self, name, channels):
-    """The constant as a vector if it broadcasts along the last axis only."""
+  def channel_vector(self, name, channels, axis):
+    """The constant as a vector if it broadcasts along the channel axis
+    (`axis`, counted from the end) only."""
     value = self.values.get(name)
-    if value is None or value.ndim > 4 or any(d != 1 for d in value.shape[:-1]):
+    if value is None or value.ndim > 4:
       return None
-    if value.size not in (1, channels):
-      return None
+    if value.size != 1:
+      if value.ndim < -axis or value.shape[axis] != channels or value.size != channels:
+        return None
     return np.broadcast_to(value.reshape(-1).astype(np.float32), (channels,))
 
-  def fold_chain(self, tail, weight, bias, scale):
-    """Absorbs the ops after `tail` (its output in NHWC) into weight and bias."""
+  def fold_chain(self, tail, weight, bias, scale, axis):
+    """Absorbs the ops after `tail` (its output's channels on `axis`) into
+    weight and bias."""
     while True:
       uses = self.consumers.get(tail.output[0], [])
       if len(uses) != 1 or uses[0].op_type not in ("Add", "Sub", "Mul", "Div"):
@@ -102,7 +106,7 @@ class _AffineFolder:
       x_first = op.input[0] == tail.output[0]
       if not x_first and op.op_type not in ("Add", "Mul"):  # c - x, c / x
         return weight, bias
-      vector = self.channel_vector(op.input[1] if x_first else op.input[0], len(bias))
+      vector = self.channel_vector(op.input[1] if x_first else op.input[0], len(bias), axis)
       if vector is None:
         return weight, bias
       if op.op_type == "Add":
