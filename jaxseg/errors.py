@@ -17,3 +17,18 @@ class InvalidInput(UserError, ValueError):
 
 class MissingInput(UserError, FileNotFoundError):
   """A file or directory the command needs does not exist."""
+
+
+class ExportFailed(UserError, RuntimeError):
+  """An export format's converter or runtime refused a network, or the export
+  answered differently from the training code; the message names the run or
+  config and the format."""
+
+
+def summary(error: BaseException, limit: int = 300) -> str:
+  """One line for an error from a library (a converter's multi-line report
+  keeps its first `error:` line)."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  marked = [line.rsplit("error: ", 1)[1] for line in lines if "error: " in line]
+  text = (marked or lines or [type(error).__name__])[0]
+  return text if len(text) <= limit else text[: limit - 3] + "..."

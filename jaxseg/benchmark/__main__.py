@@ -21,7 +21,7 @@ import os
 import jax
 from absl import app, flags
 
-from jaxseg import cli
+from jaxseg import cli, errors
 from jaxseg.benchmark import exports, latency, throughput
 
 FLAGS = flags.FLAGS
@@ -47,6 +47,10 @@ def define_flags() -> None:
     "torch_python", "", "--mode=latency: a Python with torch to time torchvision's networks too."
   )
   flags.DEFINE_integer("torch_threads", 2, "--mode=latency: PyTorch's intra-op threads.")
+  flags.DEFINE_list(
+    "engines", list(latency.ENGINES),
+    "--mode=latency: jit, onnxruntime (jaxseg's and PyTorch's exports), eager, compile (PyTorch).",
+  )  # fmt: skip
   flags.DEFINE_integer("steps", 10, "Timed steps (after the warm-up).")
   flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
   flags.DEFINE_integer("num_classes", None, "Classes; default: the config's dataset's.")
@@ -64,6 +68,9 @@ def latency_main() -> None:
   for dtype in FLAGS.dtypes:
     if dtype not in ("float32", "bfloat16"):
       raise app.UsageError(f"--dtypes: {dtype!r} is neither float32 nor bfloat16")
+  unknown = sorted(set(FLAGS.engines) - set(latency.ENGINES))
+  if unknown:
+    raise app.UsageError(f"--engines: {', '.join(unknown)} not among {', '.join(latency.ENGINES)}")
   rows = []
   for spec, config in configs:
     print(f"Timing {spec} at batch 1 ...", flush=True)
@@ -75,6 +82,7 @@ def latency_main() -> None:
       steps=FLAGS.steps,
       warmup=FLAGS.warmup,
       num_classes=FLAGS.num_classes,
+      engines=FLAGS.engines,
     )
   if FLAGS.torch_python:
     print(f"Timing torchvision with {FLAGS.torch_python} ...", flush=True)
@@ -84,8 +92,9 @@ def latency_main() -> None:
       FLAGS.dtypes or [configs[0][1].dtype],
       steps=FLAGS.steps,
       warmup=FLAGS.warmup,
-      num_classes=rows[0]["num_classes"],
+      num_classes=rows[0]["num_classes"] if rows else FLAGS.num_classes or 21,
       threads=FLAGS.torch_threads,
+      engines=FLAGS.engines,
     )
   print(f"\n{jax.device_count()} × {jax.local_devices()[0].device_kind}, batch 1")
   print(latency.format_table(rows))
@@ -110,6 +119,9 @@ def exports_main() -> None:
   if FLAGS.json:
     with open(FLAGS.json, "w") as f:
       json.dump({"exports": rows}, f, indent=2)
+  failed = [f"{r['name']} {r['runtime']}" for r in rows if "error" in r]
+  if failed:
+    raise errors.ExportFailed(f"{len(failed)} export(s) failed (see above): {'; '.join(failed)}")
 
 
 def main(argv):

@@ -7,10 +7,18 @@
 For each config, size and dtype: the whole-image forward pass (preprocessing
 included, logits out) on one frame, ms/frame p50 and p90 over the timed
 calls, frames/s at the median, and XLA's GFLOPs per frame (2 per
-multiply-add). With `--torch_python`, the same benchmark run then times
-torchvision's real-time networks at the same sizes and dtypes in that
-interpreter (`jaxseg/benchmark/pytorch_reference.py --latency`; torch stays out of
-jaxseg's environment), so both sides share one machine state.
+multiply-add), for each engine of `--engines`:
+
+- `jit`: jaxseg's jitted forward (`throughput.benchmark`, this process);
+- `onnxruntime`: jaxseg's own ONNX export in onnxruntime (float32), in a
+  process of its own (`benchmark.exports`).
+
+With `--torch_python`, the same run then times torchvision's real-time
+networks at the same sizes and dtypes in that interpreter
+(`jaxseg/benchmark/pytorch_reference.py --latency`; torch stays out of
+jaxseg's environment), with the engines `eager` (channels_last, autocast for
+bfloat16), `compile` (torch.compile) and `onnxruntime` (torch.onnx.export's
+graph), so that both sides share one machine state and one table.
 """
 
 import json
@@ -21,7 +29,11 @@ from collections.abc import Sequence
 import ml_collections
 
 from jaxseg import errors
-from jaxseg.benchmark import throughput
+from jaxseg.benchmark import exports, throughput
+
+JAXSEG_ENGINES = ("jit", "onnxruntime")
+TORCH_ENGINES = ("eager", "compile", "onnxruntime")
+ENGINES = ("jit", "eager", "compile", "onnxruntime")
 
 PYTORCH_REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pytorch_reference.py")
 
@@ -49,38 +61,53 @@ def measure(
   steps: int,
   warmup: int,
   num_classes: int | None,
+  engines: Sequence[str] = JAXSEG_ENGINES,
 ) -> list[dict]:
-  """One row per size and dtype for a jaxseg config."""
+  """One row per size, engine and dtype for a jaxseg config."""
   rows = []
   for size in sizes:
-    for dtype in dtypes:
-      setting = ml_collections.ConfigDict(config)  # A copy per size and dtype.
-      setting.crop_size, setting.dtype = tuple(size), dtype
-      record = throughput.benchmark(
-        setting,
-        modes=("infer",),
-        steps=steps,
-        warmup=warmup,
-        infer_batch=1,
-        num_classes=num_classes,
-        input_batches=0,
-      )
-      infer = record["infer"]
-      rows.append(
-        {
-          "name": name,
-          "params": record["params"],
-          "num_classes": record["num_classes"],
-          "size": list(size),
-          "dtype": dtype,
-          "gflops": infer["flops_per_image"] / 1e9 if infer["flops_per_image"] else None,
-          "ms_p50": infer["step_ms_median"],
-          "ms_p90": infer["step_ms_p90"],
-          "compile_s": infer["compile_s"],
-        }
-      )
-      print(f"  {name} {size[0]}x{size[1]} {dtype}: {infer['step_ms_median']:.1f} ms", flush=True)
+    for dtype in dtypes if "jit" in engines else ():
+      rows.append(_jit_row(name, config, size, dtype, steps, warmup, num_classes))
+    if "onnxruntime" in engines and "float32" in dtypes:
+      rows.append(_onnx_row(name, config, size, steps, warmup, num_classes, rows))
   return rows
+
+
+def _jit_row(name, config, size, dtype, steps, warmup, num_classes) -> dict:
+  setting = ml_collections.ConfigDict(config)  # A copy per size and dtype.
+  setting.crop_size, setting.dtype = tuple(size), dtype
+  record = throughput.benchmark(
+    setting, modes=("infer",), steps=steps, warmup=warmup, infer_batch=1,
+    num_classes=num_classes, input_batches=0,
+  )  # fmt: skip
+  infer = record["infer"]
+  print(f"  {name} {size[0]}x{size[1]} jit {dtype}: {infer['step_ms_median']:.1f} ms", flush=True)
+  return {
+    "name": name, "engine": "jit", "params": record["params"],
+    "num_classes": record["num_classes"], "size": list(size), "dtype": dtype,
+    "gflops": infer["flops_per_image"] / 1e9 if infer["flops_per_image"] else None,
+    "ms_p50": infer["step_ms_median"], "ms_p90": infer["step_ms_p90"],
+    "compile_s": infer["compile_s"],
+  }  # fmt: skip
+
+
+def _onnx_row(name, config, size, steps, warmup, num_classes, rows) -> dict:
+  """jaxseg's ONNX export of the config in onnxruntime, in its own process."""
+  setting = ml_collections.ConfigDict(config)
+  setting.dtype = "float32"
+  timed = exports.time_in_own_process(
+    name, setting, size, "onnx", steps=steps, warmup=warmup, num_classes=num_classes
+  )
+  if "error" in timed:
+    raise errors.ExportFailed(timed["error"])
+  print(f"  {name} {size[0]}x{size[1]} onnxruntime float32: {timed['ms_p50']:.1f} ms", flush=True)
+  same = [r for r in rows if r["size"] == list(size) and r["dtype"] == "float32"]
+  return {
+    "name": name, "engine": "onnxruntime", "params": timed["params"],
+    "num_classes": timed["num_classes"], "size": list(size), "dtype": "float32",
+    "gflops": same[0]["gflops"] if same else None, "ms_p50": timed["ms_p50"],
+    "ms_p90": timed["ms_p90"],
+  }  # fmt: skip
 
 
 def measure_torch(
@@ -92,6 +119,7 @@ def measure_torch(
   warmup: int,
   num_classes: int,
   threads: int,
+  engines: Sequence[str] = TORCH_ENGINES,
 ) -> list[dict]:
   """torchvision's real-time networks, timed by `python` (which has torch)."""
   command = [
@@ -104,6 +132,7 @@ def measure_torch(
     f"--warmup={warmup}",
     f"--num_classes={num_classes}",
     f"--threads={threads}",
+    f"--engines={','.join(e for e in engines if e in TORCH_ENGINES)}",
   ]
   try:
     done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -123,15 +152,15 @@ def measure_torch(
 
 def format_table(rows: list[dict]) -> str:
   header = (
-    f"{'network':<48} {'size':>9} {'dtype':<8} {'params':>7} {'GFLOPs':>7} "
+    f"{'network':<48} {'engine':<11} {'size':>9} {'dtype':<8} {'params':>7} {'GFLOPs':>7} "
     f"{'ms p50':>8} {'ms p90':>8} {'frames/s':>8}"
   )
   lines = [header, "-" * len(header)]
   for r in rows:
     gflops = f"{r['gflops']:.2f}" if r.get("gflops") else ""
     lines.append(
-      f"{r['name']:<48} {'x'.join(map(str, r['size'])):>9} {r['dtype']:<8} "
-      f"{r['params'] / 1e6:>6.2f}M {gflops:>7} {r['ms_p50']:>8.1f} {r['ms_p90']:>8.1f} "
-      f"{1000 / r['ms_p50']:>8.2f}"
+      f"{r['name']:<48} {r.get('engine', 'jit'):<11} {'x'.join(map(str, r['size'])):>9} "
+      f"{r['dtype']:<8} {r['params'] / 1e6:>6.2f}M {gflops:>7} {r['ms_p50']:>8.1f} "
+      f"{r['ms_p90']:>8.1f} {1000 / r['ms_p50']:>8.2f}"
     )
   return "\n".join(lines)

@@ -15,8 +15,10 @@ at its fastest on a CPU. Prints images/s as the median over the timed steps.
 
 `--latency`: batch-1 inference of torchvision's real-time networks
 (`lraspp_mobilenet_v3_large`, `deeplabv3_mobilenet_v3_large`, 21 classes) at
-each size, ms/frame p50 and p90; `python -m jaxseg.benchmark --mode=latency
---torch_python=PYTHON` runs this in the same benchmark run.
+each size, ms/frame p50 and p90, in every way a PyTorch user would run them
+(`--engines`): eager, torch.compile, and onnxruntime on torch.onnx.export's
+graph (needs onnx and onnxruntime beside torch); `python -m jaxseg.benchmark
+--mode=latency --torch_python=PYTHON` runs this in the same benchmark run.
 """
 
 import argparse
@@ -106,11 +108,58 @@ def measure(model, mode, dtype, batch, size, num_classes, steps, warmup) -> floa
 
 
 REAL_TIME_MODELS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
+# How PyTorch runs a network: eager (channels_last; autocast for bfloat16),
+# torch.compile (the same, compiled by Inductor), and onnxruntime on
+# torch.onnx.export's graph (float32: onnxruntime's CPU kernels have no bfloat16).
+ENGINES = ("eager", "compile", "onnxruntime")
+
+
+class _Logits(nn.Module):
+  """torchvision's segmentation models return a dict; exports want a tensor."""
+
+  def __init__(self, model):
+    super().__init__()
+    self.model = model
+
+  def forward(self, x):
+    return self.model(x)["out"]
+
+
+def _onnxruntime_step(model, images, threads: int, path: str):
+  """`step()` running `model`'s torch.onnx.export graph in onnxruntime (every
+  graph optimisation, `threads` intra-op threads), as a PyTorch user deploys."""
+  import onnxruntime as ort
+
+  torch.onnx.export(
+    _Logits(model), (images.contiguous(),), path, dynamo=False, opset_version=17,
+    input_names=["images"], output_names=["logits"],
+  )  # fmt: skip
+  options = ort.SessionOptions()
+  options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+  options.intra_op_num_threads = threads
+  session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+  feed = {"images": images.contiguous().numpy()}
+  return lambda: session.run(None, feed)
+
+
+def _torch_step(model, images, dtype: str, engine: str):
+  autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
+  forward = torch.compile(model) if engine == "compile" else model
+
+  def step():
+    with torch.no_grad(), autocast:
+      forward(images)["out"]
+
+  return step
 
 
 def latency(args) -> list[dict]:
-  """Batch-1 inference latency of the real-time networks, ms/frame."""
+  """Batch-1 inference latency of the real-time networks, ms/frame, for each
+  engine in `args.engines`."""
+  import tempfile
+
   results = []
+  engines = [e for e in args.engines.split(",") if e]
   for name in args.models.split(","):
     make = getattr(torchvision.models.segmentation, name)
     model = make(weights=None, weights_backbone=None, num_classes=args.num_classes)
@@ -119,21 +168,28 @@ def latency(args) -> list[dict]:
     for size in args.sizes.split(","):
       h, w = (int(v) for v in size.split("x"))
       images = torch.randn(1, 3, h, w).to(memory_format=torch.channels_last)
-      for dtype in args.dtypes.split(","):
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
-
-        def step(model=model, images=images, autocast=autocast):
-          with torch.no_grad(), autocast:
-            model(images)["out"]
-
-        times = sorted(_time(step, args.steps, args.warmup))
-        p50 = 1e3 * statistics.median(times)
-        p90 = 1e3 * times[min(len(times) - 1, int(0.9 * len(times)))]
-        results.append(
-          {"model": name, "params": params, "size": [h, w], "dtype": dtype,
-           "ms_p50": p50, "ms_p90": p90}
-        )  # fmt: skip
-        print(f"{name:<30} {h}x{w} {dtype:<8} {p50:7.1f} ms p50 {p90:7.1f} p90", flush=True)
+      for engine in engines:
+        for dtype in args.dtypes.split(","):
+          if engine == "onnxruntime" and dtype != "float32":
+            continue
+          if engine == "onnxruntime":
+            with tempfile.TemporaryDirectory() as tmp:
+              step = _onnxruntime_step(model, images, args.threads, f"{tmp}/model.onnx")
+              times = sorted(_time(step, args.steps, args.warmup))
+          else:
+            times = sorted(
+              _time(_torch_step(model, images, dtype, engine), args.steps, args.warmup)
+            )
+          p50 = 1e3 * statistics.median(times)
+          p90 = 1e3 * times[min(len(times) - 1, int(0.9 * len(times)))]
+          results.append(
+            {"model": name, "engine": engine, "params": params, "size": [h, w], "dtype": dtype,
+             "ms_p50": p50, "ms_p90": p90}
+          )  # fmt: skip
+          print(
+            f"{name:<30} {engine:<11} {h}x{w} {dtype:<8} {p50:7.1f} ms p50 {p90:7.1f} p90",
+            flush=True,
+          )
   return results
 
 
@@ -148,6 +204,9 @@ def main() -> None:
   parser.add_argument("--models", default=",".join(REAL_TIME_MODELS))
   parser.add_argument("--sizes", default="512x1024,480x640", help="HxW,HxW (--latency).")
   parser.add_argument("--dtypes", default="float32,bfloat16")
+  parser.add_argument(
+    "--engines", default=",".join(ENGINES), help="--latency: of " + ",".join(ENGINES)
+  )
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
   if args.latency:

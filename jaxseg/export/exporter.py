@@ -2,6 +2,7 @@
 against the training code, and described in `metadata.json`, with the
 standalone serving files beside it."""
 
+import contextlib
 import functools
 import json
 import os
@@ -54,18 +55,21 @@ def export_run(
   predict_fn = make_predict_fn(model, variables, norm)
   os.makedirs(output, exist_ok=True)
   written, paths, platforms_written = {}, [], None
+  what = f"the {config.model.name} run in {workdir}"
   if "stablehlo" in formats:
-    written["stablehlo"], platforms_written = _write_stablehlo(
-      model, variables, norm, output, size, platforms, predict_fn
-    )
+    with failing_as_one_line(what, "stablehlo"):
+      written["stablehlo"], platforms_written = _write_stablehlo(
+        model, variables, norm, output, size, platforms, predict_fn
+      )
     paths.append(os.path.join(output, "model.jax"))
   for name, (save, run_export, path) in WRITERS.items():
     if name in formats:
-      written[name] = save(model, variables, norm, output, size)
+      with failing_as_one_line(what, name):
+        written[name] = save(model, variables, norm, output, size)
+        run = functools.partial(run_export, output)
+        shapes = _check_shapes(size, written[name]["symbolic_size"])
+        written[name]["check"] = parity.check(run, predict_fn, norm, shapes, name)
       paths.append(os.path.join(output, path))
-      run = functools.partial(run_export, output)
-      shapes = _check_shapes(size, written[name]["symbolic_size"])
-      written[name]["check"] = parity.check(run, predict_fn, norm, shapes, name)
   metadata = _metadata(config, step, norm, size, written)
   if platforms_written is not None:
     metadata["platforms"] = platforms_written
@@ -75,6 +79,22 @@ def export_run(
   for script in sorted({"serving.py", *(SERVING_FILES[name] for name in formats)}):
     shutil.copy(os.path.join(here, script), output)
   return paths[0]
+
+
+@contextlib.contextmanager
+def failing_as_one_line(what: str, fmt: str):
+  """Any failure writing or checking format `fmt` of `what` (a converter's
+  report, a runtime's refusal, a parity miss) as one `errors.ExportFailed`
+  line naming both."""
+  try:
+    yield
+  except errors.UserError:
+    raise
+  except Exception as e:  # Converters raise anything; the command says it in one line.
+    raise errors.ExportFailed(
+      f"{what}: the {fmt} export failed: {errors.summary(e)} "
+      "(JAXSEG_TRACEBACK=1 shows the traceback)"
+    ) from e
 
 
 def _check_shapes(size, symbolic: bool) -> list[tuple[int, int, int]]:

@@ -92,6 +92,12 @@ class Conv(nn.Module):
         x = x[:, :: self.strides, :: self.strides]
       if bf16_cpu:
         y = fast_ops.matmul(x, kernel[0, 0])
+      elif all(isinstance(d, int) and d == 1 for d in x.shape[1:3]):
+        # A pooled map (squeeze-excitation): as a convolution, which TFLite's
+        # converter takes (its batch matmul takes no rank-4 product).
+        y = jax.lax.conv_general_dilated(
+          x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
       else:
         y = jnp.einsum("nhwc,cd->nhwd", x, kernel[0, 0])
     elif (
@@ -183,14 +189,20 @@ class ConvTranspose(nn.Module):
     elif k == 2 * s:
       # Each input pixel writes a 2s×2s patch; split it into 2×2 quadrants of
       # s×s, and quadrant (a, b) of pixel (i, j) lands on output block (i+a, j+b).
-      patches = jnp.einsum("nhwc,pqcd->nhwpqd", x, kernel)
-      patches = patches.reshape(n, h, w, 2, s, 2, s, -1)
+      # One 2-D product for all four, its columns ordered (a, b, p, q, d) so that
+      # a quadrant is a block of columns (TFLite takes no rank-6 pad or product).
+      d = self.features
+      quadrants = kernel.reshape(2, s, 2, s, -1, d).transpose(4, 0, 2, 1, 3, 5)
+      patches = x.reshape(n * h * w, -1) @ quadrants.reshape(x.shape[-1], -1)
       y = 0
       for a in range(2):
         for b in range(2):
-          quadrant = patches[:, :, :, a, :, b, :, :]  # [n, h, w, s, s, d]
-          y = y + jnp.pad(quadrant, ((0, 0), (a, 1 - a), (b, 1 - b), (0, 0), (0, 0), (0, 0)))
-      y = y.transpose(0, 1, 3, 2, 4, 5).reshape(n, (h + 1) * s, (w + 1) * s, -1)
+          block = 2 * a + b
+          quadrant = patches[:, block * s * s * d : (block + 1) * s * s * d]
+          quadrant = quadrant.reshape(n, h, w, s * s * d)
+          y = y + jnp.pad(quadrant, ((0, 0), (a, 1 - a), (b, 1 - b), (0, 0)))
+      y = y.reshape(n, h + 1, w + 1, s, s, d).transpose(0, 1, 3, 2, 4, 5)
+      y = y.reshape(n, (h + 1) * s, (w + 1) * s, d)
     else:
       y = jax.lax.conv_transpose(
         x,
@@ -572,9 +584,13 @@ def adaptive_avg_pool(x: jax.Array, bins: int) -> jax.Array:
       m[i, start:end] = 1.0 / (end - start)
     return m
 
-  ph = jnp.asarray(averaging_matrix(x.shape[1]), x.dtype)
-  pw = jnp.asarray(averaging_matrix(x.shape[2]), x.dtype)
-  return jnp.einsum("ih,nhwc,jw->nijc", ph, x, pw)
+  n, h, w, c = x.shape
+  ph = jnp.asarray(averaging_matrix(h), x.dtype)
+  pw = jnp.asarray(averaging_matrix(w), x.dtype)
+  # As 2-D products (TFLite's converter takes no rank-4 one): rows, then columns.
+  y = (ph @ x.transpose(1, 0, 2, 3).reshape(h, -1)).reshape(bins, n, w, c)
+  y = (pw @ y.transpose(2, 1, 0, 3).reshape(w, -1)).reshape(bins, n, bins, c)
+  return y.transpose(1, 2, 0, 3)
 
 
 def max_pool_2x2_with_argmax(x: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -30,9 +30,10 @@ def _fake_torch_python(tmp_path) -> str:
     "import json, sys\n"
     "args = dict(a.lstrip('-').split('=', 1) for a in sys.argv[2:] if '=' in a)\n"
     "assert sys.argv[1].endswith('pytorch_reference.py') and '--latency' in sys.argv\n"
-    "rows = [{'model': 'lraspp_mobilenet_v3_large', 'params': 3221538,\n"
+    "rows = [{'model': 'lraspp_mobilenet_v3_large', 'params': 3221538, 'engine': e,\n"
     "         'size': [int(v) for v in s.split('x')], 'dtype': d, 'ms_p50': 50.0, 'ms_p90': 60.0}\n"
-    "        for s in args['sizes'].split(',') for d in args['dtypes'].split(',')]\n"
+    "        for s in args['sizes'].split(',') for e in args['engines'].split(',')\n"
+    "        for d in args['dtypes'].split(',') if e != 'onnxruntime' or d == 'float32']\n"
     "print('progress line')\n"
     "print(json.dumps({'torch': '9.9', 'latency': rows}))\n"
   )
@@ -59,13 +60,21 @@ def test_latency_mode_times_each_size_and_dtype_beside_torch(data_dir, tmp_path)
   assert out.returncode == 0, out.stderr[-3000:]
   with open(tmp_path / "latency.json") as f:
     rows = json.load(f)["latency"]
-  ours = [(r["size"], r["dtype"]) for r in rows if r["name"] == "configs/fastscnn.py"]
-  settings = [([h, w], d) for h, w in ((32, 48), (40, 40)) for d in ("float32", "bfloat16")]
-  assert ours == settings
-  assert all(r["ms_p90"] >= r["ms_p50"] > 0 and r["gflops"] > 0 for r in rows[:4])
-  torch_rows = [(r["size"], r["dtype"]) for r in rows if r["name"].startswith("torch 9.9")]
-  assert torch_rows == settings
+  ours = [(r["size"], r["engine"], r["dtype"]) for r in rows if r["name"] == "configs/fastscnn.py"]
+  sizes = ([32, 48], [40, 40])
+  assert ours == [
+    (size, engine, dtype)
+    for size in sizes
+    for engine, dtype in (("jit", "float32"), ("jit", "bfloat16"), ("onnxruntime", "float32"))
+  ]  # fmt: skip  (jaxseg's own ONNX export in onnxruntime, timed in a process of its own)
+  assert all(r["ms_p90"] >= r["ms_p50"] > 0 and r["gflops"] > 0 for r in rows[:6])
+  torch_rows = [(r["size"], r["engine"], r["dtype"]) for r in rows if "torch 9.9" in r["name"]]
+  assert torch_rows == [
+    (size, engine, dtype) for size in sizes for engine in ("eager", "compile", "onnxruntime")
+    for dtype in ("float32", "bfloat16") if engine != "onnxruntime" or dtype == "float32"
+  ]  # fmt: skip
   assert "frames/s" in out.stdout and "torch 9.9: lraspp_mobilenet_v3_large" in out.stdout
+  assert "onnx: worst |logit difference| against the training code" in out.stdout
 
 
 def test_a_failing_torch_python_is_reported(tmp_path):
@@ -104,3 +113,36 @@ def test_exports_mode_times_each_format_beside_the_jitted_forward(data_dir, tmp_
 def test_exports_mode_names_an_unknown_format():
   with pytest.raises(errors.InvalidInput, match="--formats: coreml not among stablehlo, onnx"):
     exports.measure("x", None, (64, 64), ["coreml"], steps=1, warmup=0, num_classes=3)
+
+
+def test_a_failing_format_is_one_line_and_the_others_are_timed(monkeypatch, capsys):
+  def timed(name, config, size, runtime, **kwargs):
+    if runtime == "tflite":
+      return {"name": name, "runtime": exports.RUNTIMES[runtime], "error": f"{name}: tflite broke"}
+    return {"name": name, "runtime": exports.RUNTIMES[runtime], "params": 1e6, "size": [8, 8],
+            "ms_p50": 1.0, "ms_p90": 2.0}  # fmt: skip
+
+  monkeypatch.setattr(exports, "time_in_own_process", timed)
+  rows = exports.measure("configs/x.py", None, (8, 8), ["onnx", "tflite"], steps=1, warmup=0,
+                         num_classes=3)  # fmt: skip
+  assert [("error" in r) for r in rows] == [False, False, True]
+  assert "error: configs/x.py: tflite broke" in capsys.readouterr().err
+  assert "| configs/x.py | | TFLite (interpreter, XNNPACK) | | failed (see above) | |" in (
+    exports.format_table(rows)
+  )
+
+
+def test_a_converters_report_becomes_one_line_naming_config_and_format():
+  from jaxseg.export import exporter
+
+  report = (
+    "loc(callsite(...)): error: 'tfl.batch_matmul' op found invalid output rank\n"
+    "note: called from\n<unknown>:0: error: second\n"
+  )
+  with pytest.raises(errors.ExportFailed) as error:
+    with exporter.failing_as_one_line("configs/lraspp.py", "tflite"):
+      raise RuntimeError(report)
+  assert str(error.value).startswith(
+    "configs/lraspp.py: the tflite export failed: 'tfl.batch_matmul' op found invalid output rank "
+  )
+  assert "\n" not in str(error.value)

@@ -13,6 +13,7 @@ from jaxseg import errors, inference
 from jaxseg.export import exporter, parity, stablehlo
 from jaxseg.training import runs
 from tests.helpers import run_command
+from tests.models.test_zoo import TINY
 
 
 def _serve_in_fresh_process(script: str, export_dir, *files: str) -> None:
@@ -163,3 +164,25 @@ def test_stablehlo_takes_any_size_where_the_network_allows():
   run = lambda images: np.asarray(exported.call(images))
   worst = parity.check(run, predict_fn, norm, [(2, 64, 64), (1, 51, 71)], "stablehlo")
   assert worst["max_abs_diff"] < 1e-4
+
+
+@pytest.mark.parametrize(
+  "name",
+  [pytest.param(n, marks=pytest.mark.slow) if n == "lraspp" else n for n in sorted(TINY)],
+)
+def test_tflite_takes_every_network_of_the_zoo(name, tmp_path):
+  """TFLite's converter refuses rank-4 batch matmuls and pads of rank 6:
+  the squeeze-excitation's 1×1 convolutions, the pyramid pooling and FCN's
+  learned up-sampling are written in forms it takes, and each export equals
+  the training code."""
+  from jaxseg.data import preprocessing
+  from jaxseg.export import tf_formats
+
+  model = TINY[name][0](num_classes=3)
+  norm = preprocessing.IMAGENET
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 96, 3)), train=False)
+  tf_formats.save_tflite(model, variables, norm, str(tmp_path), (64, 96))
+  run = lambda images: tf_formats.run_tflite(str(tmp_path), images)
+  predict_fn = inference.make_predict_fn(model, variables, norm)
+  check = parity.check(run, predict_fn, norm, [(1, 64, 96)], "tflite")
+  assert check["max_abs_diff"] <= 1e-3 * max(1.0, check["max_abs_logit"])
