@@ -131,7 +131,7 @@ def _onnxruntime_step(model, images, threads: int, path: str):
   import onnxruntime as ort
 
   torch.onnx.export(
-    _Logits(model), (images.contiguous(),), path, dynamo=False, opset_version=17,
+    _Logits(model).eval(), (images.contiguous(),), path, dynamo=False, opset_version=17,
     input_names=["images"], output_names=["logits"],
   )  # fmt: skip
   options = ort.SessionOptions()
