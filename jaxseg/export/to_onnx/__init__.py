@@ -25,7 +25,12 @@ A primitive without a rule raises NotImplementedError naming it.
 import numpy as np
 
 from jaxseg.export.to_onnx.graph import IR_VERSION, NCHW, OPSET, Dim, Translator, Value, onnx_dtype
-from jaxseg.export.to_onnx.optimize import fold_affine, prune
+from jaxseg.export.to_onnx.optimize import (
+  fold_affine,
+  fold_input_scale,
+  prune,
+  resize_channels_last,
+)
 from jaxseg.export.to_onnx.rules import NAMED, RULES
 
 __all__ = ["IR_VERSION", "OPSET", "to_onnx"]
@@ -63,6 +68,8 @@ def to_onnx(fn, spec, dim_names=("batch", "height", "width"), input_name="images
     helper.make_tensor_value_info("logits", onnx_dtype(out_aval.dtype), model_dims(out_aval.shape))
   ]
   nodes, initializers = fold_affine(t.graph.nodes, t.graph.initializers)
+  nodes, initializers = fold_input_scale(nodes, initializers)
+  nodes, initializers = resize_channels_last(nodes, initializers)
   nodes, initializers = prune(nodes, initializers, "logits")
   graph = helper.make_graph(nodes, "jaxseg", inputs, outputs, initializers)
   return helper.make_model(

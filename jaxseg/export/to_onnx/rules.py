@@ -127,6 +127,8 @@ def _transpose(t, eqn, x):
 def _concatenate(t, eqn, *xs):
   axis = eqn.params["dimension"]
   kept = [x for x, v in zip(xs, eqn.invars, strict=True) if not _static_zero(v.aval.shape[axis])]
+  if len(kept) == 1:  # Padding by nothing (an image already a multiple of 32): no copy.
+    return kept[0]
   perm = layout_of(kept)
   stored_axis = perm.index(axis) if perm else axis
   name = t.graph.op("Concat", [t.stored(x, perm) for x in kept], axis=stored_axis)
@@ -284,6 +286,10 @@ def _identity(t, eqn, x):
   return x
 
 
+def _barrier(t, eqn, *xs):  # optimization_barrier: only XLA's fusion sees it.
+  return list(xs)
+
+
 _BINARY = {
   "add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "max": "Max", "min": "Min",
   "pow": "Pow", "eq": "Equal", "lt": "Less", "gt": "Greater", "le": "LessOrEqual",
@@ -304,6 +310,7 @@ RULES = {
   "dynamic_slice": _dynamic_slice, "reduce_max": _reduce("ReduceMax"),
   "reduce_min": _reduce("ReduceMin"), "reduce_sum": _reduce("ReduceSum"), "argmax": _argmax,
   "gather": _gather, "split": _split, "copy": _identity, "copy_p": _identity,
+  "optimization_barrier": _barrier,
   **convolution.RULES,
 }  # fmt: skip
 NAMED = named.RULES  # Functions (by their jit name) with an ONNX operation of their own.
