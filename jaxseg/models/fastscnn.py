@@ -95,7 +95,7 @@ class FeatureFusion(nn.Module):
     lower = unit(self.features, 3, groups=lower.shape[-1], name="dwconv")(lower, train=train)
     lower = unit(self.features, 1, activation="none", name="conv_lower_res")(lower, train=train)
     higher = unit(self.features, 1, activation="none", name="conv_higher_res")(higher, train=train)
-    return nn.relu(higher + lower)
+    return layers.add(higher, lower, "relu")
 
 
 class FastSCNN(nn.Module):

@@ -181,7 +181,7 @@ def deeplabv3plus_decoder(
 def logits_at(x: jax.Array, size: Sequence[int], num_classes: int, dtype) -> jax.Array:
   """The 1×1 `classifier` on `x`, bilinearly resized to `size`, float32."""
   x = layers.classifier(num_classes, dtype)(x)
-  return layers.resize_bilinear(x.astype(jnp.float32), size)
+  return layers.upsample_logits(x, size)
 
 
 def auxiliary_logits(
@@ -204,4 +204,4 @@ def auxiliary_logits(
     network.dtype,
     name=name,
   )(x, train=train)
-  return layers.resize_bilinear(aux.astype(jnp.float32), size)
+  return layers.upsample_logits(aux, size)

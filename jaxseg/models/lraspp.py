@@ -51,7 +51,7 @@ class LRASPP(nn.Module):
     logits = heads.LRASPPHead(self.num_classes, self.head_features, self.dtype, name="classifier")(
       endpoints[self.low_endpoint], high, train=train
     )
-    return {"logits": layers.resize_bilinear(logits.astype(jnp.float32), image.shape[1:3])}
+    return {"logits": layers.upsample_logits(logits, image.shape[1:3])}
 
 
 # For tests: the (already small) MobileNetV3-Large trunk with a narrow head.

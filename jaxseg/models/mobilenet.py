@@ -78,7 +78,7 @@ class InvertedResidualV2(nn.Module):
       self.activation,
       name="conv",
     )(x, train=train)
-    return x + y if self.strides == 1 and x.shape[-1] == self.features else y
+    return layers.add(x, y) if self.strides == 1 and x.shape[-1] == self.features else y
 
 
 class SqueezeExcitation(nn.Module):
@@ -93,7 +93,8 @@ class SqueezeExcitation(nn.Module):
     s = layers.global_average_pool(x.astype(jnp.float32)).astype(self.dtype)
     s = nn.relu(layers.Conv(self.squeeze, 1, use_bias=True, dtype=self.dtype, name="fc1")(s))
     s = layers.Conv(x.shape[-1], 1, use_bias=True, dtype=self.dtype, name="fc2")(s)
-    return x * nn.hard_sigmoid(s)
+    scale = nn.hard_sigmoid(s.astype(jnp.float32))  # Float32 math: see layers.ConvNormAct.
+    return (x.astype(jnp.float32) * scale).astype(self.dtype)
 
 
 class InvertedResidualV3Layers(nn.Module):
@@ -160,7 +161,7 @@ class InvertedResidualV3(nn.Module):
       self.dtype,
       name="block",
     )(x, train=train)
-    return x + y if self.strides == 1 and x.shape[-1] == self.features else y
+    return layers.add(x, y) if self.strides == 1 and x.shape[-1] == self.features else y
 
 
 # MobileNetV2 (t, c, n, s): expansion, output channels, blocks, first stride.

@@ -162,9 +162,7 @@ def resize_channels_last(nodes, initializers):
     if list(transpose.attribute[0].ints) != _TO_NHWC or not _permutable(resize, crop, values):
       continue
     moved = graph.name("transpose")
-    before[id(resize)] = helper.make_node(
-      "Transpose", [resize.input[0]], [moved], perm=_TO_NHWC
-    )
+    before[id(resize)] = helper.make_node("Transpose", [resize.input[0]], [moved], perm=_TO_NHWC)
     resize.input[0] = moved
     for i in range(2, len(resize.input)):  # Scales or sizes, in NHWC order.
       if resize.input[i]:
