@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxseg import errors
 from jaxseg.data import preprocessing
+from jaxseg.models import onednn
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 
@@ -30,7 +31,12 @@ def forward_logits(
 
   The one forward pass of a trained model: evaluation during training, its
   pictures, `jaxseg.evaluate`/`predict`, exports and the benchmark all run it.
+  A bfloat16 network computes in float32 where that is the faster on this
+  CPU (`onednn.inference_dtype`).
   """
+  dtype = getattr(model, "dtype", None)
+  if dtype is not None and onednn.inference_dtype(dtype) != dtype:
+    model = model.clone(dtype=onednn.inference_dtype(dtype))
   out = model.apply(variables, preprocessing.normalize(images, norm), train=False)["logits"]
   return out.astype(jnp.float32)
 

@@ -113,7 +113,7 @@ class DeepLabV3(nn.Module):
         dtype=self.dtype,
         train=train,
       )
-    outputs = {"logits": heads.logits_at(x, size, self.num_classes, self.dtype)}
+    outputs = {"logits": heads.logits_at(x, size, self.num_classes, self.dtype, train=train)}
     aux = heads.auxiliary_logits(self, endpoints.get(self.aux_endpoint), size, train=train)
     if aux is not None:
       outputs["aux_logits"] = aux

@@ -94,8 +94,9 @@ class FeatureFusion(nn.Module):
     lower = layers.resize_bilinear(lower, higher.shape[1:3]).astype(lower.dtype)
     lower = unit(self.features, 3, groups=lower.shape[-1], name="dwconv")(lower, train=train)
     lower = unit(self.features, 1, activation="none", name="conv_lower_res")(lower, train=train)
-    higher = unit(self.features, 1, activation="none", name="conv_higher_res")(higher, train=train)
-    return layers.add(higher, lower, "relu")
+    # The sum and its ReLU follow the higher-resolution branch's projection.
+    fuse = unit(self.features, 1, activation="relu", name="conv_higher_res")
+    return fuse(higher, train=train, residual=lower)
 
 
 class FastSCNN(nn.Module):
@@ -162,7 +163,7 @@ class FastSCNN(nn.Module):
     for i in range(2):
       x = DepthwiseSeparable(self.features, dtype=self.dtype, name=f"head{i}")(x, train=train)
     x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train)(x)
-    outputs = {"logits": heads.logits_at(x, size, self.num_classes, self.dtype)}
+    outputs = {"logits": heads.logits_at(x, size, self.num_classes, self.dtype, train=train)}
     aux = [
       heads.auxiliary_logits(self, features, size, train=train, name=f"aux_head{i}")
       for i, features in enumerate((lower, higher))

@@ -119,7 +119,7 @@ class LRASPPHead(nn.Module):
     features: channels of the high-level branch (128).
     dtype: computation dtype.
 
-  Returns logits at the low-level map's size, in `dtype`.
+  Returns logits at the low-level map's size, in `dtype` (float32 in inference).
   """
 
   num_classes: int
@@ -134,7 +134,11 @@ class LRASPPHead(nn.Module):
     x = x * _LRASPPScale(self.features, self.dtype, name="scale")(high)
     x = layers.resize_bilinear(x, low.shape[1:3]).astype(self.dtype)
     conv = functools.partial(layers.Conv, self.num_classes, 1, use_bias=True, dtype=self.dtype)
-    return conv(name="low_classifier")(low) + conv(name="high_classifier")(x)
+    low = conv(name="low_classifier")(low)
+    if train:
+      return low + conv(name="high_classifier")(x)
+    # In inference the sum is the second convolution's, its result float32.
+    return conv(name="high_classifier")(x, layers.Epilogue(residual=low, dtype=jnp.float32))
 
 
 class _LRASPPScale(nn.Module):
@@ -178,9 +182,13 @@ def deeplabv3plus_decoder(
   return x
 
 
-def logits_at(x: jax.Array, size: Sequence[int], num_classes: int, dtype) -> jax.Array:
-  """The 1×1 `classifier` on `x`, bilinearly resized to `size`, float32."""
-  x = layers.classifier(num_classes, dtype)(x)
+def logits_at(
+  x: jax.Array, size: Sequence[int], num_classes: int, dtype, *, train: bool
+) -> jax.Array:
+  """The 1×1 `classifier` on `x`, bilinearly resized to `size`, float32 (in
+  inference the classifier computes float32 logits from `dtype` features)."""
+  classifier = layers.classifier(num_classes, dtype)
+  x = classifier(x) if train else classifier(x, layers.Epilogue(dtype=jnp.float32))
   return layers.upsample_logits(x, size)
 
 

@@ -6,6 +6,7 @@ formulation may change how a layer computes, never its parameter tree
 (`kernel` is always HWIO), so checkpoints and weight converters keep working.
 """
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,29 @@ he_normal_fan_out = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 # Classifiers start near zero (mmsegmentation's normal(0, 0.01)), so initial
 # logits are small and the first steps do not blow up.
 classifier_init = nn.initializers.normal(0.01)
+
+
+@dataclasses.dataclass(frozen=True)
+class Epilogue:
+  """What follows a convolution in inference, computed with it:
+  `activation(conv(x) * scale + shift + residual)` in float32, rounded once
+  to `dtype`. On the CPU this is one oneDNN primitive (a batch norm folded
+  into the kernel, the sum and activation as post-operations); elsewhere XLA
+  fuses it after the convolution.
+
+  Attributes:
+    scale: `[O]` float32 per output channel (a folded batch norm), or None.
+    shift: `[O]` float32 added after the scale, or None.
+    residual: `[N, H', W', O]` added before the activation, or None.
+    activation: a name in `ACTIVATIONS`.
+    dtype: of the result; None: the convolution's.
+  """
+
+  scale: jax.Array | None = None
+  shift: jax.Array | None = None
+  residual: jax.Array | None = None
+  activation: str = "none"
+  dtype: Any = None
 
 
 class Conv(nn.Module):
@@ -63,11 +87,16 @@ class Conv(nn.Module):
   kernel_init: Any = he_normal_fan_out
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, epilogue: Epilogue | None = None) -> jax.Array:
+    """The convolution of `x` (and its bias), or with `epilogue` (inference)
+    what that computes after it, in `epilogue.dtype`."""
     k = self.kernel_size
     shape = (k, k, x.shape[-1] // self.groups, self.features)
     kernel = self.param("kernel", self.kernel_init, shape, jnp.float32)
-    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    bias = None
+    if self.use_bias:
+      bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+    x = x.astype(self.dtype)
     same = self.padding is None or self.padding == self.dilation * (k - 1) // 2
     if (
       k > 1
@@ -81,6 +110,40 @@ class Conv(nn.Module):
       # maps): the convolution is exactly its centre tap, a 1×1.
       kernel, k = kernel[k // 2 : k // 2 + 1, k // 2 : k // 2 + 1], 1
     padding = self._pads(x.shape[1:3], k)
+    if epilogue is not None:
+      return self._with_epilogue(x, kernel, bias, padding, same, epilogue)
+    y = self._convolve(x, kernel.astype(self.dtype), padding, same)
+    if bias is not None:
+      y = y + bias.astype(self.dtype)
+    return y
+
+  def _with_epilogue(self, x, kernel, bias, padding, same, epilogue: Epilogue) -> jax.Array:
+    """`epilogue` after the convolution (kernel and bias float32)."""
+    scale, shift = epilogue.scale, epilogue.shift
+    total = jnp.zeros((self.features,), jnp.float32) if shift is None else shift
+    if bias is not None:
+      total = total + (bias if scale is None else bias * scale)
+    out_dtype = jnp.dtype(epilogue.dtype or self.dtype)
+    geometry = ((self.strides,) * 2, padding, (self.dilation,) * 2, self.groups)
+    if (
+      onednn.applies(self.dtype)
+      and onednn.supports(x.shape, kernel.shape, padding, (self.dilation,) * 2)
+      and onednn.fuses(x.shape, kernel.shape, *geometry)
+    ):
+      folded = kernel if scale is None else kernel * scale  # Per output channel.
+      return onednn.conv_inference(
+        x, folded.astype(self.dtype), total, *geometry, activation=epilogue.activation,
+        residual=epilogue.residual, out_dtype=out_dtype,
+      )  # fmt: skip
+    y = self._convolve(x, kernel.astype(self.dtype), padding, same).astype(jnp.float32)
+    y = (y if scale is None else y * scale) + total
+    if epilogue.residual is not None:
+      y = y + epilogue.residual.astype(jnp.float32)
+    return ACTIVATIONS[epilogue.activation](y).astype(out_dtype)
+
+  def _convolve(self, x, kernel, padding, same: bool) -> jax.Array:
+    """The convolution alone, in `self.dtype`, by the fastest formulation."""
+    k = kernel.shape[0]
     # bfloat16 on CPU: fast_ops' formulations reach the bf16 units.
     bf16_cpu = fast_ops.applies(self.dtype)
     if onednn.applies(self.dtype) and onednn.supports(
@@ -119,9 +182,6 @@ class Conv(nn.Module):
         dimension_numbers=("NHWC", "HWIO", "NHWC"),
         feature_group_count=self.groups,
       )
-    if self.use_bias:
-      bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
-      y = y + bias.astype(self.dtype)
     return y
 
   def _pads(self, size, k: int) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -278,12 +338,20 @@ class BatchNorm(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, *, fold: bool = False):
+    """Normalises `x`; with `fold` (inference) returns instead the float32
+    `(scale, shift)` per channel that it multiplies and adds (`x` then only
+    gives the channel count: a `jax.ShapeDtypeStruct` will do)."""
     features = (x.shape[-1],)
     scale = self.param("scale", nn.initializers.ones, features, jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, features, jnp.float32)
     ra_mean = self.variable("batch_stats", "mean", jnp.zeros, features, jnp.float32)
     ra_var = self.variable("batch_stats", "var", jnp.ones, features, jnp.float32)
+    if fold:
+      if not self.use_running_average:
+        raise ValueError("BatchNorm folds into a convolution in inference only")
+      mul = scale * jax.lax.rsqrt(ra_var.value + self.epsilon)
+      return mul, bias - ra_mean.value * mul
     x32 = x.astype(jnp.float32)
     if self.use_running_average:
       mean, var = ra_mean.value, ra_var.value
@@ -298,19 +366,41 @@ class BatchNorm(nn.Module):
     return (x32 * mul + (bias - mean * mul)).astype(self.dtype)
 
 
-def add(x: jax.Array, y: jax.Array, activation: str = "none") -> jax.Array:
-  """`activation(x + y)` computed in float32, in `x`'s dtype (a residual sum:
-  XLA:CPU's bfloat16 elementwise code is slow, see `ConvNormAct`)."""
-  total = x.astype(jnp.float32) + y.astype(jnp.float32)
-  return ACTIVATIONS[activation](total).astype(x.dtype)
+# Activations by name: those an `Epilogue` (a oneDNN post-operation) computes.
+ACTIVATIONS = onednn.ACTIVATIONS
 
 
-ACTIVATIONS = {
-  "relu": nn.relu,
-  "relu6": nn.relu6,
-  "hardswish": nn.hard_swish,
-  "none": lambda x: x,
-}
+def conv_norm(
+  conv: Conv,
+  norm: "BatchNorm | None",
+  x: jax.Array,
+  *,
+  train: bool,
+  activation: str = "none",
+  residual: jax.Array | None = None,
+  dtype: Dtype | None = None,
+) -> jax.Array:
+  """`activation(norm(conv(x)) + residual)` in float32, rounded once to
+  `dtype` (default the convolution's), for a convolution and its batch norm
+  (or None) made in the caller's scope, so they keep the caller's names.
+
+  In inference the norm folds into the convolution's kernel and bias, and
+  the whole is one `Epilogue`: on the CPU, one oneDNN primitive with no pass
+  over memory of its own (XLA:CPU's bfloat16 elementwise code is slow too:
+  a bf16 hard-swish over 240×320×64 took 3.0 ms, the same in float32 with
+  the casts 0.6 ms).
+  """
+  dtype = dtype or conv.dtype
+  if not train:
+    mul = shift = None
+    if norm is not None:
+      mul, shift = norm(jax.ShapeDtypeStruct((conv.features,), jnp.float32), fold=True)
+    return conv(x, Epilogue(mul, shift, residual, activation, dtype))
+  y = conv(x) if norm is None else norm(conv(x))
+  y = y.astype(jnp.float32)
+  if residual is not None:
+    y = y + residual.astype(jnp.float32)
+  return ACTIVATIONS[activation](y).astype(dtype)
 
 
 class ConvNormAct(nn.Module):
@@ -344,9 +434,10 @@ class ConvNormAct(nn.Module):
   dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, residual: jax.Array | None = None) -> jax.Array:
+    """The unit on `x`; `residual` is added before the activation."""
     conv_name, bn_name = ("0", "1") if self.torchvision_names else ("conv", "bn")
-    x = Conv(
+    conv = Conv(
       self.features,
       self.kernel_size,
       self.strides,
@@ -354,18 +445,15 @@ class ConvNormAct(nn.Module):
       groups=self.groups,
       dtype=self.dtype,
       name=conv_name,
-    )(x)
-    # The activation on BatchNorm's float32 result, rounded once: XLA:CPU's
-    # bfloat16 elementwise code is slow (a bf16 hard-swish over 240×320×64
-    # took 3.0 ms, the same in float32 with the casts 0.6 ms).
-    x = BatchNorm(
+    )
+    norm = BatchNorm(
       use_running_average=not train,
       momentum=self.bn_momentum,
       epsilon=self.bn_epsilon,
       dtype=jnp.float32,
       name=bn_name,
-    )(x)
-    return ACTIVATIONS[self.activation](x).astype(self.dtype)
+    )
+    return conv_norm(conv, norm, x, train=train, activation=self.activation, residual=residual)
 
 
 def torchvision_unit(
@@ -401,12 +489,14 @@ class SeparableConvNormAct(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = Conv(
+    depthwise = Conv(
       x.shape[-1], 3, dilation=self.dilation, groups=x.shape[-1], dtype=self.dtype, name="depthwise"
-    )(x)
-    x = nn.relu(batch_norm(train, self.dtype, name="depthwise_bn")(x))
-    x = Conv(self.features, 1, dtype=self.dtype, name="pointwise")(x)
-    return nn.relu(batch_norm(train, self.dtype, name="pointwise_bn")(x))
+    )
+    norm = batch_norm(train, self.dtype, name="depthwise_bn")
+    x = conv_norm(depthwise, norm, x, train=train, activation="relu")
+    pointwise = Conv(self.features, 1, dtype=self.dtype, name="pointwise")
+    norm = batch_norm(train, self.dtype, name="pointwise_bn")
+    return conv_norm(pointwise, norm, x, train=train, activation="relu")
 
 
 def concat_channels(xs: Sequence[jax.Array]) -> jax.Array:

@@ -44,7 +44,7 @@ class InvertedResidualV2Layers(nn.Module):
   activation: str = "relu6"
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, residual: jax.Array | None = None) -> jax.Array:
     hidden = round(x.shape[-1] * self.expand_ratio)
     unit = functools.partial(layers.torchvision_unit, activation=self.activation, dtype=self.dtype)
     index = 0
@@ -52,8 +52,9 @@ class InvertedResidualV2Layers(nn.Module):
       x = unit(hidden, name="0")(x, train=train)
       index = 1
     x = unit(hidden, 3, self.strides, self.dilation, groups=hidden, name=str(index))(x, train=train)
-    x = layers.Conv(self.features, 1, dtype=self.dtype, name=str(index + 1))(x)
-    return layers.batch_norm(train, self.dtype, name=str(index + 2))(x)
+    projection = layers.Conv(self.features, 1, dtype=self.dtype, name=str(index + 1))
+    norm = layers.batch_norm(train, self.dtype, name=str(index + 2))
+    return layers.conv_norm(projection, norm, x, train=train, residual=residual)
 
 
 class InvertedResidualV2(nn.Module):
@@ -69,7 +70,8 @@ class InvertedResidualV2(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    y = InvertedResidualV2Layers(
+    shortcut = self.strides == 1 and x.shape[-1] == self.features
+    return InvertedResidualV2Layers(
       self.features,
       self.expand_ratio,
       self.strides,
@@ -77,8 +79,7 @@ class InvertedResidualV2(nn.Module):
       self.dtype,
       self.activation,
       name="conv",
-    )(x, train=train)
-    return layers.add(x, y) if self.strides == 1 and x.shape[-1] == self.features else y
+    )(x, train=train, residual=x if shortcut else None)
 
 
 class SqueezeExcitation(nn.Module):
@@ -111,7 +112,7 @@ class InvertedResidualV3Layers(nn.Module):
   dtype: layers.Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool, residual: jax.Array | None = None) -> jax.Array:
     unit = functools.partial(
       layers.torchvision_unit, bn_epsilon=1e-3, bn_momentum=0.99, dtype=self.dtype
     )
@@ -131,7 +132,8 @@ class InvertedResidualV3Layers(nn.Module):
     if self.use_se:
       index += 1
       x = SqueezeExcitation(make_divisible(self.expanded // 4), self.dtype, name=str(index))(x)
-    return unit(self.features, activation="none", name=str(index + 1))(x, train=train)
+    projection = unit(self.features, activation="none", name=str(index + 1))
+    return projection(x, train=train, residual=residual)
 
 
 class InvertedResidualV3(nn.Module):
@@ -150,7 +152,8 @@ class InvertedResidualV3(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     # A dilated block runs at stride 1 (torchvision: `stride = 1 if dilation > 1`).
-    y = InvertedResidualV3Layers(
+    shortcut = self.strides == 1 and x.shape[-1] == self.features
+    return InvertedResidualV3Layers(
       self.kernel_size,
       self.expanded,
       self.features,
@@ -160,8 +163,7 @@ class InvertedResidualV3(nn.Module):
       self.dilation,
       self.dtype,
       name="block",
-    )(x, train=train)
-    return layers.add(x, y) if self.strides == 1 and x.shape[-1] == self.features else y
+    )(x, train=train, residual=x if shortcut else None)
 
 
 # MobileNetV2 (t, c, n, s): expansion, output channels, blocks, first stride.

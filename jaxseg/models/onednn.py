@@ -25,6 +25,7 @@ import importlib.metadata
 import importlib.util
 import os
 from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +35,19 @@ from jaxseg import errors
 
 BACKENDS = ("auto", "onednn", "xla")
 _TARGETS = ("forward", "backward_data", "backward_weights")
+# Inference convolutions with their epilogue fused in (`conv_inference`); a
+# library built before they existed lacks them, and inference then runs the
+# epilogue in XLA.
+_INFERENCE_TARGETS = ("inference", "inference_residual")
+# The activations an inference convolution fuses, in the library's numbering.
+ACTIVATIONS = {
+  "none": lambda x: x,
+  "relu": jax.nn.relu,
+  "relu6": jax.nn.relu6,
+  "hardswish": jax.nn.hard_swish,
+  "sigmoid": jax.nn.sigmoid,
+  "hard_sigmoid": jax.nn.hard_sigmoid,
+}
 _backend = "auto"
 
 
@@ -51,36 +65,73 @@ def _library_path() -> str | None:
   return found[0] if found else None
 
 
-def _preload_onednn() -> None:
+@functools.cache
+def _preload_onednn() -> ctypes.CDLL | None:
   """Loads `libdnnl.so.3` from the `onednn-cpu-gomp` wheel, wherever pip put
   its data files, so the handler library finds it whatever its rpath says."""
   try:
     files = importlib.metadata.files("onednn-cpu-gomp") or []
   except importlib.metadata.PackageNotFoundError:
-    return
+    return None
   for file in files:
     if file.name == "libdnnl.so.3":
-      ctypes.CDLL(str(file.locate()), mode=ctypes.RTLD_GLOBAL)
-      return
+      return ctypes.CDLL(str(file.locate()), mode=ctypes.RTLD_GLOBAL)
+  return None
 
 
 @functools.cache
 def _load() -> tuple[str | None, str]:
   """Registers the FFI targets once. Returns (version, why-not)."""
+  version, why_not, _ = _load_library()
+  return version, why_not
+
+
+@functools.cache
+def _load_library() -> tuple[str | None, str, bool]:
+  """(version, why-not, whether the inference targets are there)."""
   path = _library_path()
   if path is None:
-    return None, "the jaxseg-onednn library is not built (see README, Speed)"
+    return None, "the jaxseg-onednn library is not built (see README, Speed)", False
   try:
     _preload_onednn()
     library = ctypes.CDLL(path)
   except OSError as error:
-    return None, f"the jaxseg-onednn library does not load: {error}"
+    return None, f"the jaxseg-onednn library does not load: {error}", False
   for target in _TARGETS:
+    name = f"jaxseg_onednn_conv_{target}"
+    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, name)), platform="cpu")
+  inference = all(hasattr(library, f"jaxseg_onednn_conv_{t}") for t in _INFERENCE_TARGETS)
+  for target in _INFERENCE_TARGETS if inference else ():
     name = f"jaxseg_onednn_conv_{target}"
     jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, name)), platform="cpu")
   buffer = ctypes.create_string_buffer(64)
   library.jaxseg_onednn_version(buffer, len(buffer))
-  return buffer.value.decode(), ""
+  return buffer.value.decode(), "", inference
+
+
+_AMX = 0xFEF  # dnnl_cpu_isa_avx512_core_amx: AVX-512 with AMX's tiles.
+
+
+def bfloat16_faster() -> bool:
+  """Whether oneDNN runs bfloat16 convolutions faster than float32 ones on
+  this CPU: with AMX. Without it (AVX-512 BF16 alone, as on a Xeon whose
+  hypervisor hides AMX) a bf16 dot-product instruction does no more work per
+  cycle than float32 FMAs, and oneDNN's bf16 kernels ran 1.7-2× slower than
+  its float32 ones (PyTorch's oneDNN 3.12 too; README, Real time)."""
+  if not available():
+    return False
+  library = _preload_onednn() or ctypes.CDLL("libdnnl.so.3")
+  return (library.dnnl_get_effective_cpu_isa() & _AMX) == _AMX
+
+
+def inference_dtype(dtype) -> Any:
+  """The dtype a network asked to compute in `dtype` runs inference in:
+  float32 instead of bfloat16 where oneDNN runs the convolutions and bf16 is
+  not faster on this CPU (`bfloat16_faster`). Every bf16 product is exact in
+  float32 and both accumulate in float32, so this only rounds less."""
+  if jnp.dtype(dtype) == jnp.bfloat16 and applies(dtype) and not bfloat16_faster():
+    return jnp.float32
+  return dtype
 
 
 def available() -> bool:
@@ -300,3 +351,106 @@ def conv(
   if _mostly_padding(x.shape, kernel.shape, geometry):
     return _conv_by_taps(x, kernel, geometry)
   return _conv(x, kernel, geometry)
+
+
+def fuses(x_shape, kernel_shape, strides, padding, dilation, groups) -> bool:
+  """Whether `conv_inference` runs this convolution as one oneDNN primitive
+  with its epilogue (else it convolves, then runs the epilogue in XLA)."""
+  (pt, pb), (pl, pr) = padding
+  geometry = (tuple(strides), tuple(dilation), (pt, pl), (pb, pr), groups)
+  return _load_library()[2] and not _mostly_padding(x_shape, kernel_shape, geometry)
+
+
+class _Fused(NamedTuple):
+  """The static part of an inference convolution."""
+
+  geometry: Geometry
+  activation: str
+  out_dtype: Any
+
+
+def conv_inference(
+  x: jax.Array,
+  kernel: jax.Array,
+  bias: jax.Array,
+  strides: tuple[int, int],
+  padding: tuple[tuple[int, int], tuple[int, int]],
+  dilation: tuple[int, int],
+  groups: int,
+  *,
+  activation: str = "none",
+  residual: jax.Array | None = None,
+  out_dtype=None,
+) -> jax.Array:
+  """`activation(conv(x, kernel) + bias + residual)` as one oneDNN primitive
+  (bias, sum and activation as post-operations, computed in float32 and
+  rounded once to `out_dtype`). Differentiable: the backward pass is that of
+  the same computation unfused (`conv` and XLA), for the rare gradient of a
+  network in inference (saliency, say).
+
+  Args:
+    x, kernel, strides, padding, dilation, groups: as `conv`.
+    bias: `[O]`, float32.
+    activation: a name in `ACTIVATIONS`.
+    residual: None, or `[N, H', W', O]` added before the activation.
+    out_dtype: the output's dtype, default `x`'s; float32 output from
+      bfloat16 operands too (oneDNN computes no float32 convolution into
+      bfloat16: that one is converted after).
+
+  Returns:
+    `[N, H', W', O]` in `out_dtype`.
+  """
+  if not _load_library()[2]:
+    raise RuntimeError("oneDNN inference convolution called but the library has none")
+  out_dtype = jnp.dtype(out_dtype or x.dtype)
+  if out_dtype != x.dtype and x.dtype == jnp.float32:
+    return conv_inference(
+      x, kernel, bias, strides, padding, dilation, groups, activation=activation,
+      residual=residual,
+    ).astype(out_dtype)  # fmt: skip
+  (pt, pb), (pl, pr) = padding
+  geometry = (tuple(strides), tuple(dilation), (pt, pl), (pb, pr), groups)
+  operands = [x, kernel.astype(x.dtype), bias.astype(jnp.float32)]
+  if residual is not None:
+    operands.append(residual.astype(out_dtype))
+  return _fused(_Fused(geometry, activation, out_dtype), *operands)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _fused(static: _Fused, x, kernel, bias, *residual):
+  (sh, sw), (dh, dw), (pt, pl), (pb, pr), groups = static.geometry
+  return jax.ffi.ffi_call(
+    "jaxseg_onednn_conv_inference" + ("_residual" if residual else ""),
+    jax.ShapeDtypeStruct(_output_shape(x.shape, kernel.shape, static.geometry), static.out_dtype),
+    vmap_method="sequential",
+  )(
+    x,
+    kernel,
+    bias,
+    *residual,
+    window_strides=np.array((sh, sw), np.int64),
+    rhs_dilation=np.array((dh, dw), np.int64),
+    padding_lo=np.array((pt, pl), np.int64),
+    padding_hi=np.array((pb, pr), np.int64),
+    groups=np.int64(groups),
+    activation=np.int64(list(ACTIVATIONS).index(static.activation)),
+  )
+
+
+def _unfused(static: _Fused, x, kernel, bias, *residual):
+  y = _conv(x, kernel, static.geometry).astype(jnp.float32) + bias
+  if residual:
+    y = y + residual[0].astype(jnp.float32)
+  return ACTIVATIONS[static.activation](y).astype(static.out_dtype)
+
+
+def _fused_fwd(static, *operands):
+  return _fused(static, *operands), operands
+
+
+def _fused_bwd(static, operands, g):
+  _, vjp = jax.vjp(functools.partial(_unfused, static), *operands)
+  return vjp(g)
+
+
+_fused.defvjp(_fused_fwd, _fused_bwd)

@@ -70,7 +70,7 @@ class PSPNet(nn.Module):
       x, train=train
     )
     x = nn.Dropout(self.dropout_rate, broadcast_dims=(1, 2), deterministic=not train)(x)
-    outputs = {"logits": heads.logits_at(x, size, self.num_classes, self.dtype)}
+    outputs = {"logits": heads.logits_at(x, size, self.num_classes, self.dtype, train=train)}
     aux = heads.auxiliary_logits(self, endpoints.get("stride16"), size, train=train)
     if aux is not None:
       outputs["aux_logits"] = aux

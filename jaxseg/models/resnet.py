@@ -32,8 +32,8 @@ class Downsample(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
-    x = layers.Conv(self.features, 1, self.strides, dtype=self.dtype, name="0")(x)
-    return layers.batch_norm(train, self.dtype, name="1")(x)
+    conv = layers.Conv(self.features, 1, self.strides, dtype=self.dtype, name="0")
+    return layers.conv_norm(conv, layers.batch_norm(train, self.dtype, name="1"), x, train=train)
 
 
 class BasicBlock(nn.Module):
@@ -49,13 +49,12 @@ class BasicBlock(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:  # Positional `train`: see remat.
     conv = functools.partial(layers.Conv, dtype=self.dtype)
-    y = conv(self.planes, 3, self.strides, self.dilation, name="conv1")(x)
-    y = nn.relu(layers.batch_norm(train, self.dtype, name="bn1")(y))
-    y = conv(self.planes, 3, 1, self.dilation, name="conv2")(y)
-    y = layers.batch_norm(train, self.dtype, name="bn2")(y)
+    unit = functools.partial(layers.conv_norm, train=train, activation="relu")
+    bn = functools.partial(layers.batch_norm, train, self.dtype)
+    y = unit(conv(self.planes, 3, self.strides, self.dilation, name="conv1"), bn(name="bn1"), x)
     if self.downsample:
       x = Downsample(self.planes, self.strides, self.dtype, name="downsample")(x, train=train)
-    return nn.relu(y + x)
+    return unit(conv(self.planes, 3, 1, self.dilation, name="conv2"), bn(name="bn2"), y, residual=x)
 
 
 class Bottleneck(nn.Module):
@@ -75,13 +74,12 @@ class Bottleneck(nn.Module):
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:  # Positional `train`: see remat.
     conv = functools.partial(layers.Conv, dtype=self.dtype)
     bn = functools.partial(layers.batch_norm, train, self.dtype)
-    y = nn.relu(bn(name="bn1")(conv(self.planes, 1, name="conv1")(x)))
-    y = conv(self.planes, 3, self.strides, self.dilation, name="conv2")(y)
-    y = nn.relu(bn(name="bn2")(y))
-    y = bn(name="bn3")(conv(self.planes * 4, 1, name="conv3")(y))
+    unit = functools.partial(layers.conv_norm, train=train, activation="relu")
+    y = unit(conv(self.planes, 1, name="conv1"), bn(name="bn1"), x)
+    y = unit(conv(self.planes, 3, self.strides, self.dilation, name="conv2"), bn(name="bn2"), y)
     if self.downsample:
       x = Downsample(self.planes * 4, self.strides, self.dtype, name="downsample")(x, train=train)
-    return nn.relu(y + x)
+    return unit(conv(self.planes * 4, 1, name="conv3"), bn(name="bn3"), y, residual=x)
 
 
 class Stage(nn.Module):
@@ -152,8 +150,10 @@ class ResNet(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
     if self.output_stride not in (8, 16, 32):
       raise errors.InvalidInput(f"output_stride must be 8, 16 or 32, got {self.output_stride}")
-    x = layers.Conv(self.width, 7, 2, dtype=self.dtype, name="conv1")(x)
-    x = nn.relu(layers.batch_norm(train, self.dtype, name="bn1")(x))
+    stem = layers.Conv(self.width, 7, 2, dtype=self.dtype, name="conv1")
+    x = layers.conv_norm(
+      stem, layers.batch_norm(train, self.dtype, name="bn1"), x, train=train, activation="relu"
+    )
     x = layers.max_pool_3x3_s2(x)
     endpoints = {"stem": x}
     stride, dilation = 4, 1

@@ -74,19 +74,20 @@ class Features(nn.Module):
           endpoints[f"stride{2**pool}"] = x
         index += 1
         continue
-      x = layers.Conv(
+      conv = layers.Conv(
         v * self.width // 64,
         3,
         padding=self.first_padding if index == 0 else 1,
         use_bias=True,  # torchvision keeps conv biases in VGG-BN too.
         dtype=self.dtype,
         name=str(index),
-      )(x)
+      )
       index += 1
+      norm = None
       if self.batch_norm:
-        x = layers.batch_norm(train, self.dtype, name=str(index))(x)
+        norm = layers.batch_norm(train, self.dtype, name=str(index))
         index += 1
-      x = nn.relu(x)
+      x = layers.conv_norm(conv, norm, x, train=train, activation="relu")
       index += 1  # torchvision numbers the ReLU too.
     return x, endpoints
 

@@ -49,7 +49,7 @@ class _Plus(nn.Module):
     x = heads.deeplabv3plus_decoder(
       x, low, low_level_features=4, features=8, separable=True, dtype=jnp.float32, train=train
     )
-    logits = heads.logits_at(x, (32, 32), self.num_classes, jnp.float32)
+    logits = heads.logits_at(x, (32, 32), self.num_classes, jnp.float32, train=train)
     return logits, heads.auxiliary_logits(self, low, (32, 32), train=train)
 
 

@@ -146,7 +146,7 @@ def test_bfloat16_computes_in_bfloat16_and_keeps_state_and_loss_in_float32(data_
   jaxpr = str(
     jax.make_jaxpr(lambda x: model.apply(variables, x, train=False))(jnp.zeros((1, 64, 64, 3)))
   )
-  convolution = "jaxseg_onednn_conv_forward" if onednn.applies(jnp.bfloat16) else "conv_general"
+  convolution = "jaxseg_onednn_conv_inference" if onednn.applies(jnp.bfloat16) else "conv_general"
   assert convolution in jaxpr and "bf16[1,32,32,8]" in jaxpr
 
 
