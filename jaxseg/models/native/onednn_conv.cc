@@ -20,14 +20,23 @@
 // Activations stay NHWC (oneDNN's brgemm convolutions read it directly); the
 // kernel is described by strides over jaxseg's HWIO layout and reordered into
 // whatever blocked layout the primitive asks for. Primitives are built once
-// per shape and cached; the scratchpad is the caller's (per thread), so one
-// primitive may run on several XLA threads at once (several CPU devices).
+// per shape and cached.
+//
+// Every primitive runs on one thread of this library's own (`Executor`):
+// XLA calls a handler from whichever of its pool's threads runs the thunk,
+// and each thread that enters OpenMP becomes the master of a team of its
+// own, so calls from four XLA threads made four teams on two cores, the
+// idle ones' workers spinning against the busy one.
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -310,12 +319,72 @@ std::string Describe(Dims src, Dims kernel, Dims dst, Ints strides, Ints dilatio
   return "";
 }
 
-ffi::Error Execute(const Geometry& g, Direction direction, const Buffers& buffers) {
-  try {
-    Run(g, direction, buffers);
-  } catch (const dnnl::error& e) {
-    return ffi::Error::Internal(std::string("oneDNN convolution: ") + e.what());
+// One thread that runs every primitive, so that one OpenMP team does all the
+// work (see the top of the file). A caller hands it a task and waits; the
+// thread spins briefly for the next task before it sleeps, as the calls of
+// one network follow each other closely.
+class Executor {
+ public:
+  static Executor& Get() {
+    static Executor* executor = new Executor();  // Never destroyed: lives to exit.
+    return *executor;
   }
+
+  void Run(const std::function<void()>& task) {
+    if (std::this_thread::get_id() == worker_id_) return task();
+    std::unique_lock<std::mutex> lock(mutex_);
+    idle_.wait(lock, [this] { return task_ == nullptr; });  // Callers take turns.
+    task_ = &task;
+    done_ = false;
+    pending_.store(true, std::memory_order_release);
+    ready_.notify_one();
+    finished_.wait(lock, [this] { return done_; });
+    task_ = nullptr;
+    idle_.notify_one();
+  }
+
+ private:
+  Executor() : worker_([this] { Loop(); }) {
+    worker_id_ = worker_.get_id();
+    worker_.detach();
+  }
+
+  void Loop() {
+    for (;;) {
+      for (int spin = 0; spin < 20000 && !pending_.load(std::memory_order_acquire); ++spin) {
+        std::this_thread::yield();
+      }
+      std::unique_lock<std::mutex> lock(mutex_);
+      ready_.wait(lock, [this] { return pending_.load(std::memory_order_acquire); });
+      pending_.store(false, std::memory_order_relaxed);
+      const std::function<void()>* task = task_;
+      lock.unlock();
+      (*task)();
+      lock.lock();
+      done_ = true;
+      finished_.notify_all();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable ready_, finished_, idle_;
+  std::atomic<bool> pending_{false};
+  const std::function<void()>* task_ = nullptr;
+  bool done_ = false;
+  std::thread worker_;
+  std::thread::id worker_id_;
+};
+
+ffi::Error Execute(const Geometry& g, Direction direction, const Buffers& buffers) {
+  std::string failure;
+  Executor::Get().Run([&] {
+    try {
+      Run(g, direction, buffers);
+    } catch (const dnnl::error& e) {
+      failure = e.what();
+    }
+  });
+  if (!failure.empty()) return ffi::Error::Internal("oneDNN convolution: " + failure);
   return ffi::Error::Success();
 }
 
