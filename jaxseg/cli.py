@@ -8,6 +8,7 @@ type fails before any work). Those that take several configs (benchmark,
 compare) repeat `--config=` and apply the same overrides to each.
 """
 
+import ast
 import functools
 import os
 import re
@@ -86,9 +87,22 @@ def apply_overrides(
     )
     flag_values(argv)
   except (AttributeError, KeyError) as e:
-    key = str(e).strip("'\"")
+    # ml_collections' message: the key quoted, then maybe a "Did you mean" line,
+    # all of it quoted again by each exception that passed it on.
+    text = str(e.args[0] if e.args else e)
+    for _ in range(3):
+      try:
+        unquoted = ast.literal_eval(text)
+      except (ValueError, SyntaxError):
+        break
+      if not isinstance(unquoted, str):
+        break
+      text = unquoted
+    key, _, hint = text.partition("\n")
+    key = key.strip("'\"")
+    hint = f" ({hint.strip()})" if hint.strip() else ""
     raise errors.InvalidInput(
-      f"{_named(overrides, key)}: the config has no field {key!r}"
+      f"{_named(overrides, key)}: the config has no field {key!r}{hint}"
     ) from None
   except flags.Error as e:
     raise errors.InvalidInput(str(e)) from None

@@ -34,6 +34,11 @@ def test_overrides_are_parsed_with_the_types_of_the_fields():
     ("--config.does_not_exist=1", "the config has no field 'does_not_exist'"),
     ("--config.model.nope=1", "has no field"),
     ("--config.model.output_stride=abc", "invalid literal for int"),
+    # ml_collections' suggestion, unquoted (it reached the user as '\\\'eval...').
+    (
+      "--config.eval_every=40",
+      r"no field 'eval_every' \(Did you mean \"eval_every_steps\" instead of \"eval_every\"\?\)$",
+    ),
   ],
 )
 def test_bad_overrides_are_named(override, message):

@@ -53,7 +53,8 @@ setup(
       "jaxseg_onednn._onednn_conv",
       sources=["onednn_conv.cc"],
       language="c++",
-      extra_compile_args=["-std=c++17", "-g0", "-fvisibility=hidden"],
+      extra_compile_args=["-std=c++17", "-g0", "-fvisibility=hidden", "-pthread"],
+      extra_link_args=["-pthread"],  # The executor thread (onednn_conv.cc).
     )
   ],
   cmdclass={"build_ext": OptionalBuildExt},
