@@ -98,7 +98,7 @@ class OnnxEngine:
   ) -> Callable[[np.ndarray], np.ndarray]:  # fmt: skip
     """`uint8 [N, h, w, 3] -> uint8 [N, h, w]` labels, as `make_label_fn`:
     frames padded up to a multiple of `size_multiple` with `pad`, labels
-    cropped back, decided as `forward.decide_logits` decides them."""
+    cropped back, decided by `forward.decide_logits`."""
     run, m = self.predict_fn(), max(1, size_multiple)
 
     def labels(frames: np.ndarray) -> np.ndarray:
@@ -110,11 +110,7 @@ class OnnxEngine:
         padded[:, :h, :w] = frames
         frames = padded
       logits = run(frames)[:, :h, :w]
-      if foreground is None:
-        return logits.argmax(-1).astype(np.uint8)
-      margin = logits[..., foreground] - logits[..., 1 - foreground]
-      decided = margin >= np.log(threshold / (1 - threshold))
-      return np.where(decided, foreground, 1 - foreground).astype(np.uint8)
+      return forward.decide_logits(logits, foreground, threshold).astype(np.uint8)
 
     return labels
 

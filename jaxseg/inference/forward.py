@@ -35,8 +35,8 @@ def forward_logits(
   CPU (`onednn.inference_dtype`).
   """
   dtype = getattr(model, "dtype", None)
-  if dtype is not None and onednn.inference_dtype(dtype) != dtype:
-    model = model.clone(dtype=onednn.inference_dtype(dtype))
+  if dtype is not None and (computed := onednn.inference_dtype(dtype)) != dtype:
+    model = model.clone(dtype=computed)
   out = model.apply(variables, preprocessing.normalize(images, norm), train=False)["logits"]
   return out.astype(jnp.float32)
 
@@ -73,13 +73,14 @@ def decide(probs, foreground: int | None = None, threshold: float = 0.5):
 
 
 def decide_logits(logits: jax.Array, foreground: int | None = None, threshold: float = 0.5):
-  """`decide` on logits `[..., C]` (on the device): the argmax, or in a binary
-  run the foreground where `logit_fg - logit_bg >= log(t / (1 - t))`, which
-  is its softmax probability reaching `t`."""
+  """`decide` on logits `[..., C]` (jax on the device, numpy on the host):
+  the argmax, or in a binary run the foreground where `logit_fg - logit_bg
+  >= log(t / (1 - t))`, which is its softmax probability reaching `t`."""
+  xp = jnp if isinstance(logits, jax.Array) else np
   if foreground is None:
-    return jnp.argmax(logits, -1)
+    return xp.argmax(logits, -1)
   margin = logits[..., foreground] - logits[..., 1 - foreground]
-  return jnp.where(margin >= math.log(threshold / (1 - threshold)), foreground, 1 - foreground)
+  return xp.where(margin >= math.log(threshold / (1 - threshold)), foreground, 1 - foreground)
 
 
 def make_predict_fn(

@@ -97,11 +97,8 @@ def _load_library() -> tuple[str | None, str, bool]:
     library = ctypes.CDLL(path)
   except OSError as error:
     return None, f"the jaxseg-onednn library does not load: {error}", False
-  for target in _TARGETS:
-    name = f"jaxseg_onednn_conv_{target}"
-    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, name)), platform="cpu")
   inference = all(hasattr(library, f"jaxseg_onednn_conv_{t}") for t in _INFERENCE_TARGETS)
-  for target in _INFERENCE_TARGETS if inference else ():
+  for target in _TARGETS + (_INFERENCE_TARGETS if inference else ()):
     name = f"jaxseg_onednn_conv_{target}"
     jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(library, name)), platform="cpu")
   buffer = ctypes.create_string_buffer(64)
@@ -112,6 +109,7 @@ def _load_library() -> tuple[str | None, str, bool]:
 _AMX = 0xFEF  # dnnl_cpu_isa_avx512_core_amx: AVX-512 with AMX's tiles.
 
 
+@functools.cache
 def bfloat16_faster() -> bool:
   """Whether oneDNN runs bfloat16 convolutions faster than float32 ones on
   this CPU: with AMX. Without it (AVX-512 BF16 alone, as on a Xeon whose
@@ -200,7 +198,9 @@ def applies(dtype) -> bool:
 Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int], int]
 
 
-def _call(target: str, shape, dtype, a: jax.Array, b: jax.Array, geometry: Geometry):
+def _call(target: str, shape, dtype, *operands: jax.Array, geometry: Geometry, **attributes):
+  """The FFI target `jaxseg_onednn_conv_{target}` on `operands`, with the
+  geometry's attributes (and any others): a `[shape]` result of `dtype`."""
   if not available():
     raise RuntimeError(f"oneDNN convolution called but {_load()[1]}")
   strides, dilation, padding_lo, padding_hi, groups = geometry
@@ -209,13 +209,13 @@ def _call(target: str, shape, dtype, a: jax.Array, b: jax.Array, geometry: Geome
     jax.ShapeDtypeStruct(shape, dtype),
     vmap_method="sequential",
   )(
-    a,
-    b,
+    *operands,
     window_strides=np.array(strides, np.int64),
     rhs_dilation=np.array(dilation, np.int64),
     padding_lo=np.array(padding_lo, np.int64),
     padding_hi=np.array(padding_hi, np.int64),
     groups=np.int64(groups),
+    **attributes,
   )
 
 
@@ -231,7 +231,7 @@ def _output_shape(x_shape, kernel_shape, geometry: Geometry) -> tuple[int, ...]:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv(x: jax.Array, kernel: jax.Array, geometry: Geometry) -> jax.Array:
   shape = _output_shape(x.shape, kernel.shape, geometry)
-  return _call("forward", shape, x.dtype, x, kernel, geometry)
+  return _call("forward", shape, x.dtype, x, kernel, geometry=geometry)
 
 
 def _conv_fwd(x, kernel, geometry):
@@ -241,8 +241,8 @@ def _conv_fwd(x, kernel, geometry):
 def _conv_bwd(geometry, residuals, g):
   x, kernel = residuals
   g = g.astype(x.dtype)
-  dx = _call("backward_data", x.shape, x.dtype, g, kernel, geometry)
-  dkernel = _call("backward_weights", kernel.shape, kernel.dtype, x, g, geometry)
+  dx = _call("backward_data", x.shape, x.dtype, g, kernel, geometry=geometry)
+  dkernel = _call("backward_weights", kernel.shape, kernel.dtype, x, g, geometry=geometry)
   return dx, dkernel
 
 
@@ -424,21 +424,15 @@ def conv_inference(
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _fused(static: _Fused, x, kernel, bias, *residual):
-  (sh, sw), (dh, dw), (pt, pl), (pb, pr), groups = static.geometry
-  return jax.ffi.ffi_call(
-    "jaxseg_onednn_conv_inference" + ("_residual" if residual else ""),
-    jax.ShapeDtypeStruct(_output_shape(x.shape, kernel.shape, static.geometry), static.out_dtype),
-    vmap_method="sequential",
-  )(
+  return _call(
+    "inference" + ("_residual" if residual else ""),
+    _output_shape(x.shape, kernel.shape, static.geometry),
+    static.out_dtype,
     x,
     kernel,
     bias,
     *residual,
-    window_strides=np.array((sh, sw), np.int64),
-    rhs_dilation=np.array((dh, dw), np.int64),
-    padding_lo=np.array((pt, pl), np.int64),
-    padding_hi=np.array((pb, pr), np.int64),
-    groups=np.int64(groups),
+    geometry=static.geometry,
     activation=np.int64(list(ACTIVATIONS).index(static.activation)),
   )
 
