@@ -131,11 +131,12 @@ def load_configs(specs: Sequence[str] | None = None) -> list[tuple[str, ml_colle
   return configs
 
 
-def define_run_flags() -> None:
-  """`--workdir` (a training run, required) and `--checkpoint`."""
+def define_run_flags(*, required: bool = True) -> None:
+  """`--workdir` (a training run; required unless not `required`) and `--checkpoint`."""
   flags.DEFINE_string("workdir", None, "Training run (holds config.json and checkpoints/).")
   flags.DEFINE_string("checkpoint", "best", "'best', 'latest' or a step number.")
-  flags.mark_flag_as_required("workdir")
+  if required:
+    flags.mark_flag_as_required("workdir")
 
 
 class SizeParser(flags.ArgumentParser):

@@ -20,6 +20,11 @@ A video file (or a folder of frames with `--fps`) streams through the model
 input's size and timestamps, and with `--label_frames` one label PNG per frame
 in `<name>_labels/`; it ends with frames/s and where the time went.
 
+Without a training run, `--config=FILE --config.model.weights=NAME` predicts
+with published weights (`hf:nvidia/segformer-b0-finetuned-ade-512-512`,
+`torchvision:deeplabv3_resnet50`, or a file; `models.fetch` downloads a name
+once into its cache), the config's dataset giving the class names and colours.
+
 `--engine=onnxruntime` runs the run's own ONNX export in onnxruntime instead
 of the jitted forward pass (`export.engine`; exported on first use into
 `<workdir>/onnx/`), for images and video alike: on some CPUs the faster one
@@ -34,7 +39,14 @@ from absl import flags
 from jaxseg import cli, errors
 from jaxseg.data import get_dataset_spec, preprocessing
 from jaxseg.export import engine
-from jaxseg.inference import decision, default_stride, image_files, make_label_fn, video
+from jaxseg.inference import (
+  decision,
+  default_stride,
+  image_files,
+  make_label_fn,
+  make_predict_fn,
+  video,
+)
 from jaxseg.training import runs
 
 FLAGS = flags.FLAGS
@@ -43,7 +55,8 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
   """The command line's flags; defined on use so that importing this module
   (from tests, notebooks or another tool) does not claim flag names."""
-  cli.define_run_flags()
+  cli.define_run_flags(required=False)
+  cli.define_config_flag(default="")
   cli.define_test_time_flags(crop_size="512,512")
   flags.DEFINE_string("input", None, "An image file or a folder of them.")
   flags.DEFINE_string("output", None, "Folder for the label maps and overlays.")
@@ -75,7 +88,9 @@ def main(argv):
   if video.is_video(FLAGS.input) or (FLAGS.fps > 0 and os.path.isdir(FLAGS.input)):
     predict_clip()  # A VideoError is one `error:` line (cli.run).
     return
-  if FLAGS.engine == "onnxruntime":
+  if not FLAGS.workdir:
+    config, predict_fn = published_predictor()
+  elif FLAGS.engine == "onnxruntime":
     config = runs.load_run_config(FLAGS.workdir)
     step = runs.resolve_step(config, FLAGS.workdir, FLAGS.checkpoint)
     predict_fn = engine.OnnxEngine(FLAGS.workdir, step).predict_fn()
@@ -90,6 +105,22 @@ def main(argv):
   print(f"{done} of {len(inputs)} images predicted into {FLAGS.output}; {len(failed)} failed")
   if failed:
     sys.exit(1)
+
+
+def published_model():
+  """`(config, model, variables)` of `--config` with `config.model.weights` (no run)."""
+  if not FLAGS.config:
+    raise errors.InvalidInput("give --workdir (a training run), or --config with published weights")
+  if FLAGS.engine != "jit":
+    raise errors.InvalidInput("--engine=onnxruntime runs a training run's export: give --workdir")
+  [(_, config)] = cli.load_configs()
+  return (config, *runs.load_published(config))
+
+
+def published_predictor():
+  """`(config, predict_fn)` of `published_model`."""
+  config, model, variables = published_model()
+  return config, make_predict_fn(model, variables, preprocessing.from_config(config))
 
 
 def image_options(class_names, channels: int, run_decision) -> image_files.Options:
@@ -140,7 +171,8 @@ def predict_clip() -> None:
     raise video.VideoError(f"--batch={FLAGS.batch} must be at least 1")
   if FLAGS.cutout:
     raise video.VideoError("--cutout writes images; a video gets its overlay and --label_frames")
-  config = runs.load_run_config(FLAGS.workdir)
+  published = published_model() if not FLAGS.workdir else None
+  config = published[0] if published else runs.load_run_config(FLAGS.workdir)
   if os.path.isdir(FLAGS.input):
     paths = image_files.list_inputs(FLAGS.input)
     clip = video.open_frame_folder(FLAGS.input, paths, FLAGS.fps)
@@ -149,7 +181,7 @@ def predict_clip() -> None:
   frames = f"{clip.num_frames} frames" if clip.num_frames else "frame count unknown"
   print(f"{FLAGS.input}: {clip.width}x{clip.height}, {float(clip.rate):.2f} frames/s, {frames}")
   spec = get_dataset_spec(config.data)
-  label_fn = clip_label_fn(config, spec.class_names)
+  label_fn = clip_label_fn(config, spec.class_names, published)
   os.makedirs(FLAGS.output, exist_ok=True)
   _, timing = video.predict_clip(
     clip, label_fn, FLAGS.output, spec.palette, batch_size=FLAGS.batch, alpha=FLAGS.alpha,
@@ -158,15 +190,19 @@ def predict_clip() -> None:
   print(timing.summary())
 
 
-def clip_label_fn(config, class_names):
-  """Frames -> labels by `--engine`, with the run's decision and padding."""
+def clip_label_fn(config, class_names, published=None):
+  """Frames -> labels by `--engine`, with the run's decision and padding;
+  `published`: `published_model()`'s network instead of the run's."""
   foreground, threshold = decision(config, class_names)
   norm = preprocessing.from_config(config)
   if FLAGS.engine == "onnxruntime":
     step = runs.resolve_step(config, FLAGS.workdir, FLAGS.checkpoint)
     onnx = engine.OnnxEngine(FLAGS.workdir, step)
     return onnx.label_fn(foreground=foreground, threshold=threshold, pad=norm.pad)
-  _, _, model, variables = runs.load_model(FLAGS.workdir, FLAGS.checkpoint)
+  if published:
+    _, model, variables = published
+  else:
+    _, _, model, variables = runs.load_model(FLAGS.workdir, FLAGS.checkpoint)
   return make_label_fn(model, variables, foreground=foreground, threshold=threshold, norm=norm)
 
 

@@ -41,6 +41,17 @@ CONFIG_ARGS = {
   "lraspp.py": ["", "mobilenet_v3_large", *DATASET_ARGS],
   "fastscnn.py": ["", "paper", *DATASET_ARGS],
   "binary.py": ["", "paper", "shapes"],
+  "segformer.py": ["", "b1", "b2", "b3", "b4", "b5", *DATASET_ARGS, "b2,cityscapes"],
+  "upernet.py": [
+    "",
+    "convnext_small",
+    "convnext_base",
+    "swin_tiny",
+    "swin_small",
+    "swin_base",
+    *DATASET_ARGS,
+    "swin_tiny,ade20k",
+  ],
 }
 
 

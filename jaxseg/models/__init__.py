@@ -15,7 +15,19 @@ import ml_collections
 from flax import linen as nn
 
 from jaxseg import errors
-from jaxseg.models import backbones, deeplab, fastscnn, fcn, lraspp, onednn, pspnet, segnet, unet
+from jaxseg.models import (
+  backbones,
+  deeplab,
+  fastscnn,
+  fcn,
+  lraspp,
+  onednn,
+  pspnet,
+  segformer,
+  segnet,
+  unet,
+  upernet,
+)
 
 # A class, or a partial of one that fixes the attributes naming a variant.
 MODELS: dict[str, type[nn.Module] | functools.partial] = {
@@ -29,6 +41,8 @@ MODELS: dict[str, type[nn.Module] | functools.partial] = {
   "deeplabv3plus": functools.partial(deeplab.DeepLabV3, decoder=True),
   "lraspp": lraspp.LRASPP,
   "fastscnn": fastscnn.FastSCNN,
+  "segformer": segformer.SegFormer,
+  "upernet": upernet.UPerNet,
 }
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -42,7 +56,9 @@ def create_model(config: ml_collections.ConfigDict, num_classes: int) -> nn.Modu
   """
   kwargs = dict(config.model)
   name = kwargs.pop("name")
-  kwargs.pop("backbone_weights", None)  # Read by `training.state`, not a model attribute.
+  # Read by `training.state` and `training.runs`, not model attributes.
+  kwargs.pop("backbone_weights", None)
+  kwargs.pop("weights", None)
   if name not in MODELS:
     raise errors.InvalidInput(
       f"config.model.name={name!r} is not a known model; known: {sorted(MODELS)}"

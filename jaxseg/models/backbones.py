@@ -23,7 +23,7 @@ from typing import NamedTuple
 from flax import linen as nn
 
 from jaxseg import errors
-from jaxseg.models import mobilenet, resnet, vgg
+from jaxseg.models import convnext, mit, mobilenet, resnet, swin, vgg
 
 
 class WeightFormat(NamedTuple):
@@ -87,6 +87,17 @@ BACKBONES: dict[str, Backbone] = {
   ),
   "vgg16": Backbone(vgg.VGG16, vgg.ENDPOINTS, (32,), VGG_WEIGHTS),
   "vgg16_bn": Backbone(vgg.VGG16BN, vgg.ENDPOINTS, (32,), VGG_WEIGHTS),
+  **{f"mit_b{i}": Backbone(getattr(mit, f"MiT_B{i}"), mit.ENDPOINTS, (32,)) for i in range(6)},
+  "convnext_tiny": Backbone(convnext.ConvNeXtTiny, convnext.ENDPOINTS, (32,)),
+  "convnext_small": Backbone(convnext.ConvNeXtSmall, convnext.ENDPOINTS, (32,)),
+  "convnext_base": Backbone(convnext.ConvNeXtBase, convnext.ENDPOINTS, (32,)),
+  "swin_tiny": Backbone(swin.SwinTiny, swin.ENDPOINTS, (32,)),
+  "swin_small": Backbone(swin.SwinSmall, swin.ENDPOINTS, (32,)),
+  "swin_base": Backbone(swin.SwinBase, swin.ENDPOINTS, (32,)),
+  # Narrow variants for tests.
+  "_mit_tiny": Backbone(mit._MiT_tiny, mit.ENDPOINTS, (32,)),
+  "_convnext_tiny_test": Backbone(convnext._ConvNeXt_tiny_test, convnext.ENDPOINTS, (32,)),
+  "_swin_tiny_test": Backbone(swin._Swin_tiny_test, swin.ENDPOINTS, (32,)),
 }
 
 # A network's own name for a setting it passes on, for error messages.

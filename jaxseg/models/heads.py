@@ -8,6 +8,10 @@
   https://arxiv.org/abs/1706.05587).
 - `deeplabv3plus_decoder`: DeepLabV3+'s stride-4 decoder (Chen et al. 2018,
   https://arxiv.org/abs/1802.02611).
+- `AllMLPHead`: SegFormer's decoder (Xie et al. 2021,
+  https://arxiv.org/abs/2105.15203).
+- `UPerHead`: UPerNet's pyramid pooling and FPN (Xiao et al. 2018,
+  https://arxiv.org/abs/1807.10221).
 - `logits_at` and `auxiliary_logits`: the classifier and the auxiliary head,
   resized to the input as float32, as every network returns them.
 
@@ -23,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxseg.models import layers
+from jaxseg.models import layers, transformer
 
 # ASPP rates of the DeepLabV3 paper by output stride.
 PAPER_ASPP_RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
@@ -184,6 +188,67 @@ def deeplabv3plus_decoder(
       conv = layers.ConvNormAct(features, 3, dtype=dtype, name=f"decoder{i}")
     x = conv(x, train=train)
   return x
+
+
+class AllMLPHead(nn.Module):
+  """SegFormer's all-MLP decoder: each stage's map projected to `features`
+  channels by a linear layer, upsampled to the first map's size, the four
+  concatenated (deepest first) and fused by a 1×1 conv-BN-ReLU.
+
+  Attributes:
+    features: the decoder's width (256 for MiT-B0/B1, 768 otherwise).
+    dtype: computation dtype.
+  """
+
+  features: int = 256
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, maps: Sequence[jax.Array], *, train: bool) -> jax.Array:
+    size = maps[0].shape[1:3]
+    projected = []
+    for i, x in enumerate(maps):
+      y = transformer.Dense(self.features, dtype=self.dtype, name=f"linear_c{i}")(x)
+      projected.append(layers.resize_bilinear(y, size).astype(self.dtype))
+    return layers.ConvNormAct(self.features, 1, dtype=self.dtype, name="linear_fuse")(
+      layers.concat_channels(projected[::-1]), train=train
+    )
+
+
+class UPerHead(nn.Module):
+  """UPerNet's decoder: PSPNet's pyramid pooling on the deepest map, an FPN
+  top-down over all of them (1×1 laterals, 3×3 smoothing), every level
+  upsampled to the finest and fused by a 3×3 conv-BN-ReLU
+  (mmsegmentation's `UPerHead`, transformers' `UperNetHead`).
+
+  Attributes:
+    features: channels of every branch (512).
+    bins: pyramid pooling's bin sizes.
+    dtype: computation dtype.
+  """
+
+  features: int = 512
+  bins: Sequence[int] = (1, 2, 3, 6)
+  dtype: layers.Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, maps: Sequence[jax.Array], *, train: bool) -> jax.Array:
+    unit = functools.partial(layers.ConvNormAct, self.features, dtype=self.dtype)
+    deepest = maps[-1]
+    pooled = [deepest]
+    for i, b in enumerate(self.bins):
+      y = unit(1, name=f"psp{i}")(layers.adaptive_avg_pool(deepest, b), train=train)
+      pooled.append(layers.resize_bilinear(y, deepest.shape[1:3]).astype(self.dtype))
+    levels = [unit(1, name=f"lateral{i}")(x, train=train) for i, x in enumerate(maps[:-1])]
+    levels.append(unit(3, name="psp_bottleneck")(layers.concat_channels(pooled), train=train))
+    for i in range(len(levels) - 1, 0, -1):  # Top-down: coarse to fine.
+      up = layers.resize_bilinear(levels[i], levels[i - 1].shape[1:3]).astype(self.dtype)
+      levels[i - 1] = levels[i - 1] + up
+    size = levels[0].shape[1:3]
+    outs = [unit(3, name=f"fpn{i}")(x, train=train) for i, x in enumerate(levels[:-1])]
+    outs.append(levels[-1])
+    outs = [layers.resize_bilinear(x, size).astype(self.dtype) for x in outs]
+    return unit(3, name="fpn_bottleneck")(layers.concat_channels(outs), train=train)
 
 
 def logits_at(

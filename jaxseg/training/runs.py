@@ -15,7 +15,7 @@ from flax import traverse_util
 
 from jaxseg import errors, inference
 from jaxseg.data import get_dataset_spec, preprocessing
-from jaxseg.models import create_model, pretrained
+from jaxseg.models import create_model, pretrained, published
 from jaxseg.parallel import sharding
 from jaxseg.training import checkpoint, state
 
@@ -201,3 +201,26 @@ def load_predictor(workdir: str, which: str = "best"):
   config, step, model, variables = load_model(workdir, which)
   norm = preprocessing.from_config(config)
   return config, step, inference.make_predict_fn(model, variables, norm)
+
+
+def load_published(config: ml_collections.ConfigDict) -> tuple[nn.Module, dict]:
+  """The model `config` describes with the published weights
+  `config.model.weights` (a path, `hf:ORG/NAME` or `torchvision:NAME`): a
+  network that predicts with no training run. Raises unless they fit."""
+  if not config.model.get("weights"):
+    raise errors.InvalidInput(
+      "--config without --workdir predicts with published weights: set "
+      "--config.model.weights (hf:ORG/NAME, torchvision:NAME or a file)"
+    )
+  spec = get_dataset_spec(config.data)
+  model = create_model(config, spec.num_classes)
+  shape = (1, *config.crop_size, preprocessing.from_config(config).channels)
+  abstract = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jax.numpy.zeros(shape), train=False)
+  )
+  abstract.setdefault("batch_stats", {})
+  values, summary = published.network_values(
+    config.model.weights, abstract, class_names=spec.class_names, fine_tune=False
+  )
+  print(summary)
+  return model, traverse_util.unflatten_dict(values, sep="/")

@@ -18,7 +18,8 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from jaxseg.models import create_model, pretrained
+from jaxseg.data import get_dataset_spec
+from jaxseg.models import create_model, pretrained, published
 from jaxseg.parallel import sharding
 from jaxseg.training import checkpoint, optim
 
@@ -103,7 +104,9 @@ def initial_values(config: ml_collections.ConfigDict, model: nn.Module, abstract
   against the model: `config.init_from` (another jaxseg run's checkpoint;
   arrays whose shapes differ, e.g. a classifier for other classes, keep their
   random initialisation), else `config.model.backbone_weights` (an ImageNet
-  backbone, `models.pretrained`).
+  backbone, `models.pretrained`), else `config.model.weights` (a whole
+  published network, `models.published`: fine-tuning, its classifiers
+  re-initialised where the class count differs).
 
   Returns `(values, summary)`: full paths ("params/backbone/conv1/kernel") to
   numpy arrays, and a line for the log; `({}, "")` for a run from scratch.
@@ -123,6 +126,13 @@ def initial_values(config: ml_collections.ConfigDict, model: nn.Module, abstract
     return values, summary
   if config.model.get("backbone_weights"):
     return pretrained.backbone_values(model, config.model.backbone_weights, abstract)
+  if config.model.get("weights"):
+    return published.network_values(
+      config.model.weights,
+      abstract,
+      class_names=get_dataset_spec(config.data).class_names,
+      fine_tune=True,
+    )
   return {}, ""
 
 

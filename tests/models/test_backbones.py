@@ -13,12 +13,15 @@ SLIM = {
   "resnet": {"width": 8},
   "vgg": {"width": 4, "fc_features": 8, "pool_indices": True},
   "mobilenet": {},
+  "mit": {},
+  "convnext": {},
+  "swin": {},
 }
 
 
 @pytest.mark.parametrize("name", sorted(backbones.BACKBONES))
 def test_every_backbone_returns_its_declared_endpoints_at_their_strides(name):
-  family = next(f for f in SLIM if name.startswith(f))
+  family = next(f for f in SLIM if name.lstrip("_").startswith(f))
   module = backbones.create(name, output_stride=32, **SLIM[family])
   x = jnp.zeros((1, 64, 64, 3))
   variables = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False))
@@ -85,3 +88,13 @@ def test_a_setting_the_backbone_does_not_take_is_named():
   model = create_model(config, 5)
   with pytest.raises(ValueError, match=r"config\.model\.multi_grid=\(1, 2, 4\) does not apply"):
     jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)), train=False))
+
+
+def test_upernet_takes_a_resnet_as_well():
+  config = _config(name="upernet", backbone="resnet18", head_features=16, aux_channels=8)
+  model = create_model(config, 5)
+  x = jnp.zeros((1, 64, 64, 3))
+  rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+  variables = jax.eval_shape(lambda: model.init(rngs, x, train=True))
+  out = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
+  assert out["logits"].shape == (1, 64, 64, 5)
