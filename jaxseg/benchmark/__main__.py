@@ -48,6 +48,11 @@ def define_flags() -> None:
   )
   flags.DEFINE_integer("torch_threads", 2, "--mode=latency: PyTorch's intra-op threads.")
   flags.DEFINE_list(
+    "torch_models", [],
+    "--mode=latency: PyTorch's networks to time; default torchvision's real-time ones "
+    "(also segformer_b0..b2, upernet_convnext_tiny, upernet_swin_tiny from transformers).",
+  )  # fmt: skip
+  flags.DEFINE_list(
     "engines", list(latency.ENGINES),
     "--mode=latency: jit, onnxruntime (jaxseg's and PyTorch's exports), eager, compile (PyTorch).",
   )  # fmt: skip
@@ -95,6 +100,7 @@ def latency_main() -> None:
       num_classes=rows[0]["num_classes"] if rows else FLAGS.num_classes or 21,
       threads=FLAGS.torch_threads,
       engines=FLAGS.engines,
+      models=FLAGS.torch_models,
     )
   print(f"\n{jax.device_count()} × {jax.local_devices()[0].device_kind}, batch 1")
   print(latency.format_table(rows))

@@ -120,8 +120,10 @@ def measure_torch(
   num_classes: int,
   threads: int,
   engines: Sequence[str] = TORCH_ENGINES,
+  models: Sequence[str] = (),
 ) -> list[dict]:
-  """torchvision's real-time networks, timed by `python` (which has torch)."""
+  """torchvision's real-time networks (or `models`: names
+  `pytorch_reference.make_network` takes), timed by `python` (which has torch)."""
   command = [
     python,
     PYTORCH_REFERENCE,
@@ -133,6 +135,7 @@ def measure_torch(
     f"--num_classes={num_classes}",
     f"--threads={threads}",
     f"--engines={','.join(e for e in engines if e in TORCH_ENGINES)}",
+    *([f"--models={','.join(models)}"] if models else []),
   ]
   try:
     done = subprocess.run(command, capture_output=True, text=True, check=False)

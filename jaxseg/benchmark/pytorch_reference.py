@@ -14,11 +14,13 @@ cross-entropy, backward, SGD with momentum) at batch 4 and inference at batch
 at its fastest on a CPU. Prints images/s as the median over the timed steps.
 
 `--latency`: batch-1 inference of torchvision's real-time networks
-(`lraspp_mobilenet_v3_large`, `deeplabv3_mobilenet_v3_large`, 21 classes) at
-each size, ms/frame p50 and p90, in every way a PyTorch user would run them
-(`--engines`): eager, torch.compile, and onnxruntime on torch.onnx.export's
-graph (needs onnx and onnxruntime beside torch); `python -m jaxseg.benchmark
---mode=latency --torch_python=PYTHON` runs this in the same benchmark run.
+(`lraspp_mobilenet_v3_large`, `deeplabv3_mobilenet_v3_large`, 21 classes;
+`--models` may name transformers' `segformer_b0` .. `b2`,
+`upernet_convnext_tiny`, `upernet_swin_tiny` too) at each size, ms/frame
+p50 and p90, in every way a PyTorch user would run them (`--engines`): eager,
+torch.compile, and onnxruntime on torch.onnx.export's graph (needs onnx and
+onnxruntime beside torch); `python -m jaxseg.benchmark --mode=latency
+--torch_python=PYTHON` runs this in the same benchmark run.
 """
 
 import argparse
@@ -108,6 +110,11 @@ def measure(model, mode, dtype, batch, size, num_classes, steps, warmup) -> floa
 
 
 REAL_TIME_MODELS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
+# transformers' networks by jaxseg's config name (`--models`; needs transformers).
+_MIT = {
+  "b0": ([32, 64, 160, 256], [2, 2, 2, 2], 256), "b1": ([64, 128, 320, 512], [2, 2, 2, 2], 256),
+  "b2": ([64, 128, 320, 512], [3, 4, 6, 3], 768),
+}  # fmt: skip
 # How PyTorch runs a network: eager (channels_last; autocast for bfloat16),
 # torch.compile (the same, compiled by Inductor), and onnxruntime on
 # torch.onnx.export's graph (float32: onnxruntime's CPU kernels have no bfloat16).
@@ -115,14 +122,46 @@ ENGINES = ("eager", "compile", "onnxruntime")
 
 
 class _Logits(nn.Module):
-  """torchvision's segmentation models return a dict; exports want a tensor."""
+  """Logits at the input's size as one tensor (exports want a tensor):
+  torchvision's `out`, or transformers' `logits` resized as its
+  post-processing does (SegFormer classifies at stride 4)."""
 
   def __init__(self, model):
     super().__init__()
     self.model = model
 
   def forward(self, x):
-    return self.model(x)["out"]
+    out = self.model(x)
+    if isinstance(out, dict) and "out" in out:
+      return out["out"]
+    return nn.functional.interpolate(
+      out.logits, size=x.shape[2:], mode="bilinear", align_corners=False
+    )
+
+
+def make_network(name: str, num_classes: int) -> nn.Module:
+  """torchvision's segmentation network `name`, or transformers'
+  `segformer_b0|b1|b2` / `upernet_convnext_tiny|upernet_swin_tiny`, random
+  weights, logits at the input's size (`_Logits`)."""
+  if name.startswith(("segformer_", "upernet_")):
+    import transformers
+
+    if name.startswith("segformer_"):
+      widths, depths, decoder = _MIT[name.split("_", 1)[1]]
+      config = transformers.SegformerConfig(
+        num_labels=num_classes, hidden_sizes=widths, depths=depths, decoder_hidden_size=decoder
+      )
+      return _Logits(transformers.SegformerForSemanticSegmentation(config))
+    stages = ["stage1", "stage2", "stage3", "stage4"]
+    backbone = (
+      transformers.ConvNextConfig(depths=[3, 3, 9, 3], out_features=stages)
+      if name.endswith("convnext_tiny")
+      else transformers.SwinConfig(out_features=stages)
+    )
+    config = transformers.UperNetConfig(backbone_config=backbone, num_labels=num_classes)
+    return _Logits(transformers.UperNetForSemanticSegmentation(config))
+  make = getattr(torchvision.models.segmentation, name)
+  return _Logits(make(weights=None, weights_backbone=None, num_classes=num_classes))
 
 
 def _onnxruntime_step(model, images, threads: int, path: str):
@@ -131,7 +170,7 @@ def _onnxruntime_step(model, images, threads: int, path: str):
   import onnxruntime as ort
 
   torch.onnx.export(
-    _Logits(model).eval(), (images.contiguous(),), path, dynamo=False, opset_version=17,
+    model.eval(), (images.contiguous(),), path, dynamo=False, opset_version=17,
     input_names=["images"], output_names=["logits"],
   )  # fmt: skip
   options = ort.SessionOptions()
@@ -148,7 +187,7 @@ def _torch_step(model, images, dtype: str, engine: str):
 
   def step():
     with torch.no_grad(), autocast:
-      forward(images)["out"]
+      forward(images)
 
   return step
 
@@ -161,9 +200,7 @@ def latency(args) -> list[dict]:
   results = []
   engines = [e for e in args.engines.split(",") if e]
   for name in args.models.split(","):
-    make = getattr(torchvision.models.segmentation, name)
-    model = make(weights=None, weights_backbone=None, num_classes=args.num_classes)
-    model = model.eval().to(memory_format=torch.channels_last)
+    model = make_network(name, args.num_classes).eval().to(memory_format=torch.channels_last)
     params = sum(p.numel() for p in model.parameters())
     for size in args.sizes.split(","):
       h, w = (int(v) for v in size.split("x"))

@@ -20,7 +20,7 @@ import os
 import numpy as np
 
 from jaxseg.export import stablehlo
-from jaxseg.models import onednn
+from jaxseg.models import onednn, transformer
 
 
 def _tf_module(fn, spec_shape, dtype: str, batch: int | None = None):
@@ -44,7 +44,7 @@ def save_savedmodel(model, variables, norm, output: str, size) -> dict:
 
   path = os.path.join(output, "savedmodel")
   serve = stablehlo.padded_forward(model, variables, norm)
-  with onednn.backend("xla"):
+  with onednn.backend("xla"), transformer.elementary_erf():
     try:
       module = _tf_module(serve, (None, None, norm.channels), norm.dtype)
       module.serve.get_concrete_function()  # Traces: fails here if shapes must be fixed.
@@ -63,7 +63,7 @@ def save_tflite(model, variables, norm, output: str, size) -> dict:
   import tensorflow as tf
 
   serve = stablehlo.padded_forward(model, variables, norm)
-  with onednn.backend("xla"):
+  with onednn.backend("xla"), transformer.elementary_erf():
     module = _tf_module(serve, (*size, norm.channels), norm.dtype, batch=1)
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
       [module.serve.get_concrete_function()], module

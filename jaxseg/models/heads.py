@@ -195,6 +195,14 @@ class AllMLPHead(nn.Module):
   channels by a linear layer, upsampled to the first map's size, the four
   concatenated (deepest first) and fused by a 1×1 conv-BN-ReLU.
 
+  Computed in the equal, cheaper order: projection and upsampling are linear
+  per pixel and per channel (the resize's weights summing to one), so each
+  stage's map goes through its projection times its block of the fusion
+  kernel at its own resolution, and the four `features`-channel results are
+  upsampled and summed. The 1×1 fusion of `4 × features` channels at stride 4
+  (half of SegFormer-B0's multiply-adds at 512×512) and the concatenation are
+  not computed; parameter names and values are the paper's layers'.
+
   Attributes:
     features: the decoder's width (256 for MiT-B0/B1, 768 otherwise).
     dtype: computation dtype.
@@ -205,14 +213,60 @@ class AllMLPHead(nn.Module):
 
   @nn.compact
   def __call__(self, maps: Sequence[jax.Array], *, train: bool) -> jax.Array:
-    size = maps[0].shape[1:3]
-    projected = []
-    for i, x in enumerate(maps):
-      y = transformer.Dense(self.features, dtype=self.dtype, name=f"linear_c{i}")(x)
-      projected.append(layers.resize_bilinear(y, size).astype(self.dtype))
-    return layers.ConvNormAct(self.features, 1, dtype=self.dtype, name="linear_fuse")(
-      layers.concat_channels(projected[::-1]), train=train
+    projections = [
+      _Linear(self.features, name=f"linear_c{i}")(x.shape[-1]) for i, x in enumerate(maps)
+    ]
+    return _ProjectUpsampleFuse(self.features, self.dtype, name="linear_fuse")(
+      maps, projections, train=train
     )
+
+
+class _Linear(nn.Module):
+  """The parameters of a `transformer.Dense` (`kernel` `[in, out]`, `bias`)."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, in_features: int) -> tuple[jax.Array, jax.Array]:
+    kernel = self.param("kernel", transformer.trunc_normal, (in_features, self.features))
+    return kernel, self.param("bias", nn.initializers.zeros, (self.features,))
+
+
+class _ProjectUpsampleFuse(nn.Module):
+  """`AllMLPHead`'s computation, with the 1×1 conv-BN unit's variables
+  (`conv/kernel` `[1, 1, 4F, F]`, `bn`)."""
+
+  features: int
+  dtype: layers.Dtype
+
+  @nn.compact
+  def __call__(self, maps, projections, *, train: bool) -> jax.Array:
+    f, n = self.features, len(maps)
+    kernel = _Kernel((1, 1, n * f, f), name="conv")()[0, 0]  # Row blocks: deepest stage first.
+    norm = layers.BatchNorm(use_running_average=not train, name="bn")
+    mul = shift = None
+    if not train:
+      mul, shift = norm(jax.ShapeDtypeStruct((f,), jnp.float32), fold=True)
+    size, total = maps[0].shape[1:3], None
+    for i, (x, (weight, bias)) in enumerate(zip(maps, projections, strict=True)):
+      block = kernel[(n - 1 - i) * f : (n - i) * f]
+      matrix, offset = weight @ block, bias @ block
+      if mul is not None:  # Inference: the batch norm's scale folded in too.
+        matrix, offset = matrix * mul, offset * mul
+      y = transformer.matmul(x.astype(self.dtype), matrix.astype(self.dtype))
+      y = (y.astype(jnp.float32) + offset).astype(self.dtype)
+      y = layers.resize_bilinear(y, size).astype(jnp.float32)
+      total = y if total is None else total + y
+    y = total + shift if mul is not None else norm(total)
+    return jax.nn.relu(y.astype(jnp.float32)).astype(self.dtype)
+
+
+class _Kernel(nn.Module):
+  shape: tuple[int, ...]
+
+  @nn.compact
+  def __call__(self) -> jax.Array:
+    return self.param("kernel", layers.he_normal_fan_out, self.shape, jnp.float32)
 
 
 class UPerHead(nn.Module):

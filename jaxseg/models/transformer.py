@@ -9,14 +9,27 @@ names follow Flax (`kernel` `[in, out]`, `scale`, `bias`), so weight
 importers only rename and transpose.
 """
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import linen as nn
 
 from jaxseg.models import fast_ops, layers
 
 # timm's and mmsegmentation's initialisation of transformer weights.
 trunc_normal = nn.initializers.truncated_normal(0.02)
+
+
+def matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """`x @ kernel` over the last axis, accumulated in float32, in `x`'s dtype
+  (bfloat16 on the CPU through `fast_ops.matmul`, which reaches the bf16 units)."""
+  if fast_ops.applies(x.dtype):
+    return fast_ops.matmul(x, kernel)
+  return jax.lax.dot_general(
+    x, kernel, (((x.ndim - 1,), (0,)), ((), ())), preferred_element_type=jnp.float32
+  ).astype(x.dtype)
 
 
 class Dense(nn.Module):
@@ -35,14 +48,7 @@ class Dense(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     kernel = self.param("kernel", trunc_normal, (x.shape[-1], self.features), jnp.float32)
-    x = x.astype(self.dtype)
-    if fast_ops.applies(self.dtype):
-      y = fast_ops.matmul(x, kernel.astype(self.dtype))
-    else:
-      y = jax.lax.dot_general(
-        x, kernel.astype(self.dtype), (((x.ndim - 1,), (0,)), ((), ())),
-        preferred_element_type=jnp.float32,
-      ).astype(self.dtype)  # fmt: skip
+    y = matmul(x.astype(self.dtype), kernel.astype(self.dtype))
     if self.use_bias:
       y = y + self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32).astype(
         self.dtype
@@ -84,5 +90,30 @@ def attention(
 
 
 def gelu(x: jax.Array) -> jax.Array:
-  """GELU as PyTorch's default computes it (the exact erf form)."""
-  return jax.nn.gelu(x, approximate=False)
+  """GELU as PyTorch's default computes it, `x Φ(x)` with the exact `erf`
+  (written with `erf`, which ONNX has, where `jax.nn.gelu` uses `erfc`)."""
+  erf = _elementary_erf if _ELEMENTARY_ERF else jax.lax.erf
+  return 0.5 * x * (1.0 + erf(x * np.float32(1 / np.sqrt(2))))
+
+
+_ELEMENTARY_ERF = []
+
+
+@contextlib.contextmanager
+def elementary_erf():
+  """Within: `gelu` computes `erf` from exp, multiplications and additions
+  (Abramowitz & Stegun 7.1.26, error below 1.5e-7): TensorFlow's TFLite
+  converter cannot read the composite that `lax.erf` is serialised as."""
+  _ELEMENTARY_ERF.append(True)
+  try:
+    yield
+  finally:
+    _ELEMENTARY_ERF.pop()
+
+
+def _elementary_erf(x: jax.Array) -> jax.Array:
+  a = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
+  z = jnp.abs(x)
+  t = 1.0 / (1.0 + 0.3275911 * z)
+  poly = t * (a[0] + t * (a[1] + t * (a[2] + t * (a[3] + t * a[4]))))
+  return jnp.sign(x) * (1.0 - poly * jnp.exp(-z * z))

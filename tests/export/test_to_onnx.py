@@ -42,7 +42,7 @@ def _perturbed(variables, seed=0):
 # Between them these use every rule the zoo needs (FCN-32s/16s and DeepLabV3
 # are FCN-8s and DeepLabV3+ with less; PSPNet is exported in test_export; the
 # rest of LR-ASPP's ops are in the synthetic test).
-NETWORKS = ["unet", "segnet", "fcn8s", "deeplabv3plus", "fastscnn"]
+NETWORKS = ["unet", "segnet", "fcn8s", "deeplabv3plus", "fastscnn", "segformer", "upernet"]
 
 
 @pytest.mark.parametrize("name", NETWORKS)

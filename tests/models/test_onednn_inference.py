@@ -98,7 +98,7 @@ def test_fused_convolution_equals_xla(geometry, dtypes):
     assert float(jnp.max(jnp.abs(a - b))) < 1e-4 * scale
 
 
-NETWORKS = ["lraspp", "fastscnn", "deeplabv3plus", "pspnet", "unet", "segnet", "fcn8s"]
+NETWORKS = ["lraspp", "fastscnn", "deeplabv3plus", "pspnet", "unet", "segnet", "fcn8s", "upernet"]
 
 
 @needs_fusion

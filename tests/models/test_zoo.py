@@ -11,7 +11,18 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from jaxseg.models import MODELS, deeplab, fastscnn, fcn, lraspp, pspnet, segnet, unet
+from jaxseg.models import (
+  MODELS,
+  deeplab,
+  fastscnn,
+  fcn,
+  lraspp,
+  pspnet,
+  segformer,
+  segnet,
+  unet,
+  upernet,
+)
 from tests.helpers import RNGS, tree_size
 
 TINY = {
@@ -25,6 +36,8 @@ TINY = {
   "deeplabv3plus": (functools.partial(deeplab._tiny, decoder=True), 213_835),
   "lraspp": (lraspp._tiny, 3_002_878),
   "fastscnn": (fastscnn._tiny, 22_513),
+  "segformer": (segformer._tiny, 53_467),
+  "upernet": (upernet._tiny, 60_830),
 }
 
 

@@ -72,6 +72,43 @@ def _moved_last(t, x, rank: int, axis: int) -> str:
   return t.graph.op("Transpose", [t.name(x)], perm=perm)
 
 
+def _batched_matmul(t, eqn, lhs, rhs, free_l, free_r):
+  """A batched product (attention's scores and weighted sums) as a MatMul
+  over `[batch, M, K] x [batch, K, N]`, which onnxruntime runs far faster
+  than Einsum; batch axes (maybe symbolic) stay as they are (Reshape's 0).
+  Of `lhs · rhs` and `(rhsᵀ · lhsᵀ)ᵀ` (its result left in the transposed
+  layout for the next operation to read), the one that transposes fewer
+  elements."""
+  ((lc, rc), (lb, rb)) = eqn.params["dimension_numbers"]
+  lshape, rshape = eqn.invars[0].aval.shape, eqn.invars[1].aval.shape
+  m, k = int(np.prod([lshape[i] for i in free_l])), lshape[lc[0]]
+  n, keep = int(np.prod([rshape[i] for i in free_r])), [0] * len(lb)
+
+  def moved(shape, perm) -> int:  # Elements a permutation would move.
+    return 0 if list(perm) == sorted(perm) else int(np.prod(shape[len(lb) :]))
+
+  direct = ([*lb, *free_l, *lc], [*rb, *rc, *free_r])
+  swapped = ([*rb, *free_r, *rc], [*lb, *lc, *free_l])
+  cost_direct = moved(lshape, direct[0]) + moved(rshape, direct[1])
+  cost_swapped = moved(rshape, swapped[0]) + moved(lshape, swapped[1])
+  logical_out = [*keep, *(lshape[i] for i in free_l), *(rshape[i] for i in free_r)]
+  nb, nl, nr = len(lb), len(free_l), len(free_r)
+  if cost_direct <= cost_swapped:
+    a = _reshaped(t, t.stored(lhs, tuple(direct[0])), [*keep, m, k])
+    b = _reshaped(t, t.stored(rhs, tuple(direct[1])), [*keep, k, n])
+    return t.tensor(_reshaped(t, t.graph.op("MatMul", [a, b]), logical_out), eqn)
+  a = _reshaped(t, t.stored(rhs, tuple(swapped[0])), [*keep, n, k])
+  b = _reshaped(t, t.stored(lhs, tuple(swapped[1])), [*keep, k, m])
+  stored_out = [*keep, *(rshape[i] for i in free_r), *(lshape[i] for i in free_l)]
+  y = _reshaped(t, t.graph.op("MatMul", [a, b]), stored_out)
+  perm = (*range(nb), *range(nb + nl, nb + nl + nr), *range(nb, nb + nl))
+  return t.tensor(y, eqn, perm=perm)
+
+
+def _reshaped(t, name: str, shape) -> str:
+  return t.graph.op("Reshape", [name, t.graph.const(np.asarray(shape, np.int64))])
+
+
 def _matrix(t, w, contracting: int) -> str:
   """A 2-D operand as the right side of a MatMul: [K, N]."""
   if contracting == 0:
@@ -105,6 +142,12 @@ def _dot_general(t, eqn, lhs, rhs):
     y = g.op("MatMul", [_moved_last(t, rhs, rrank, rc[0]), _matrix(t, lhs, lc[0])])
     perm = [rrank - 1, *range(rrank - 1)]
     return t.tensor(g.op("Transpose", [y], perm=perm), eqn)
+  lshape, rshape = eqn.invars[0].aval.shape, eqn.invars[1].aval.shape
+  free_l = [i for i in range(lrank) if i not in (*lc, *lb)]
+  free_r = [i for i in range(rrank) if i not in (*rc, *rb)]
+  static = [lshape[i] for i in (*free_l, *lc)] + [rshape[i] for i in free_r]
+  if len(lc) == 1 and all(isinstance(d, int) for d in static):
+    return _batched_matmul(t, eqn, lhs, rhs, free_l, free_r)
   letters = iter("abcdefghijklmnopqrstuvwxyz")
   lhs_idx = [next(letters) for _ in range(lrank)]
   rhs_idx = [next(letters) for _ in range(rrank)]

@@ -310,7 +310,7 @@ RULES = {
   "dynamic_slice": _dynamic_slice, "reduce_max": _reduce("ReduceMax"),
   "reduce_min": _reduce("ReduceMin"), "reduce_sum": _reduce("ReduceSum"), "argmax": _argmax,
   "gather": _gather, "split": _split, "copy": _identity, "copy_p": _identity,
-  "optimization_barrier": _barrier,
+  "optimization_barrier": _barrier, "stop_gradient": _identity,
   **convolution.RULES,
 }  # fmt: skip
 NAMED = named.RULES  # Functions (by their jit name) with an ONNX operation of their own.
