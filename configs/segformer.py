@@ -38,7 +38,10 @@ def get_config(arg: str = ""):
     }
   )
   config.optimizer = "adamw"
-  config.learning_rate = 1e-3
+  # Embedded dataset, from scratch: 1e-3 collapses to background; 4e-4 with a
+  # 300-step warm-up reaches 31.6 mIoU in 3000 steps (~12 min on 2 CPU cores).
+  config.learning_rate = 4e-4
+  config.warmup_steps = 300
   config.weight_decay = 0.01
   config.num_train_steps = 3000
   config.eval_every_steps = 1000

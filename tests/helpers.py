@@ -307,10 +307,12 @@ needs_torch = pytest.mark.skipif(
 )
 
 
-def torch_reference(tmp_path, model: str, output_stride: int = 32, size: int = 96):
+def torch_reference(
+  tmp_path, model: str, output_stride: int = 32, size: int = 96, image: str | None = None
+):
   """Runs tests/torch_parity.py (in its own process: torchvision crashes in
   one that has loaded TensorFlow); returns the weights file and the expected
-  endpoints."""
+  endpoints (and `labels` on the RGB file `image`)."""
   done = subprocess.run(
     [
       sys.executable,
@@ -319,6 +321,7 @@ def torch_reference(tmp_path, model: str, output_stride: int = 32, size: int = 9
       f"--output_stride={output_stride}",
       f"--size={size}",
       f"--out={tmp_path}",
+      *([f"--image={image}"] if image else []),
     ],
     capture_output=True,
     text=True,

@@ -52,6 +52,15 @@ CONFIG_ARGS = {
     *DATASET_ARGS,
     "swin_tiny,ade20k",
   ],
+  "torchvision.py": [
+    "",
+    "deeplabv3_resnet101",
+    "fcn_resnet50",
+    "fcn_resnet101",
+    "deeplabv3_mobilenet_v3_large",
+    "lraspp_mobilenet_v3_large",
+    "deeplabv3_resnet50,cityscapes",
+  ],
 }
 
 
@@ -115,6 +124,29 @@ def test_fcn_paper_network_keeps_the_100_pixel_padding():
   assert _load(path, "").model.input_padding == 0
   assert _load(path, "paper").model.input_padding == 100
   assert _load(path, "voc2012").model.input_padding == 100
+
+
+# torchvision's documented parameter counts of its segmentation weights
+# (auxiliary head included): its checkpoints fill these networks exactly.
+TORCHVISION_PARAMETERS = {
+  "deeplabv3_resnet50": 42_004_074,
+  "deeplabv3_resnet101": 60_996_202,
+  "fcn_resnet50": 35_322_218,
+  "fcn_resnet101": 54_314_346,
+  "deeplabv3_mobilenet_v3_large": 11_029_328,
+  "lraspp_mobilenet_v3_large": 3_221_538,
+}
+
+
+@pytest.mark.parametrize("variant", TORCHVISION_PARAMETERS)
+def test_torchvision_networks_have_torchvisions_parameter_counts(variant):
+  config = _load(os.path.join(ROOT, "configs", "torchvision.py"), variant)
+  assert config.model.weights == f"torchvision:{variant}"
+  model = create_model(config, get_dataset_spec(config.data).num_classes)
+  rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
+  variables = jax.eval_shape(lambda: model.init(rngs, jnp.zeros((1, 64, 64, 3)), train=True))
+  count = sum(leaf.size for leaf in jax.tree.leaves(variables["params"]))
+  assert count == TORCHVISION_PARAMETERS[variant]
 
 
 def test_unknown_model_attribute_is_named():

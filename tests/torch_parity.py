@@ -101,12 +101,15 @@ def torchvision_mobilenet(arch: str, output_stride: int, image: torch.Tensor):
 
 
 def torchvision_segmentation(arch: str, image: torch.Tensor):
-  """A whole torchvision segmentation network (21 classes, no aux head), its
-  logits at the input's size."""
+  """A whole torchvision segmentation network (21 classes, with the
+  auxiliary head its published COCO weights have), its logits at the input's size."""
   import torchvision
 
   make = getattr(torchvision.models.segmentation, arch)
-  model = randomise_batch_norm(make(weights=None, weights_backbone=None, num_classes=21))
+  aux = None if arch.startswith("lraspp") else True
+  model = randomise_batch_norm(
+    make(weights=None, weights_backbone=None, num_classes=21, aux_loss=aux)
+  )
   return model.eval(), {"logits": nhwc(model(image)["out"])}
 
 
@@ -127,6 +130,9 @@ def main() -> None:
   parser.add_argument("--output_stride", type=int, default=32)
   parser.add_argument("--size", type=int, default=96)
   parser.add_argument("--out", required=True)
+  parser.add_argument(
+    "--image", help="segmentation: also `labels`, the argmax on this RGB file's pixels"
+  )
   args = parser.parse_args()
   source, arch = args.model.split(":")
   image = np.random.default_rng(0).normal(size=(1, 3, args.size, args.size)).astype(np.float32)
@@ -148,7 +154,21 @@ def main() -> None:
     save_file(model.state_dict(), os.path.join(args.out, "weights.safetensors"))
   else:
     torch.save(model.state_dict(), os.path.join(args.out, "weights.pth"))
+  if args.image:
+    expected["labels"] = photo_labels(model, args.image)
   np.savez(os.path.join(args.out, "expected.npz"), image=image.transpose(0, 2, 3, 1), **expected)
+
+
+def photo_labels(model, path: str) -> np.ndarray:
+  """A segmentation network's labels on an RGB file, normalised as
+  torchvision's segmentation weights' transforms do (without their resize)."""
+  from PIL import Image
+
+  pixels = np.asarray(Image.open(path).convert("RGB"), np.float32) / 255
+  pixels = (pixels - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
+  with torch.no_grad():
+    out = model(torch.from_numpy(pixels.transpose(2, 0, 1)[None].astype(np.float32)))["out"]
+  return out.argmax(1)[0].numpy()
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ class PSPNet(nn.Module):
     output_stride: backbone output stride (8 in the paper).
     backbone_width: channels of the backbone's first stage; None: the
       backbone's own (64 for ResNet, as in the paper).
-    bins: pyramid bin sizes.
+    bins: pyramid bin sizes; () for none (torchvision's FCN head).
     head_channels: channels of the fusion convolution (512 in the paper).
     aux_channels: channels of the auxiliary head (256); 0 disables it.
     dropout_rate: channel dropout before the classifiers.
@@ -63,9 +63,10 @@ class PSPNet(nn.Module):
       dtype=self.dtype,
       remat=self.remat,
     )(image, train=train)
-    x = heads.PyramidPooling(
-      self.bins, x.shape[-1] // len(self.bins), dtype=self.dtype, name="ppm"
-    )(x, train=train)
+    if self.bins:  # None: torchvision's FCN head (`configs/torchvision.py:fcn_resnet50`).
+      x = heads.PyramidPooling(
+        self.bins, x.shape[-1] // len(self.bins), dtype=self.dtype, name="ppm"
+      )(x, train=train)
     x = layers.ConvNormAct(self.head_channels, 3, dtype=self.dtype, name="bottleneck")(
       x, train=train
     )

@@ -77,8 +77,10 @@ _SWIN = [
   (r"\.intermediate\.dense$", ".fc1"),
   (r"\.output\.dense$", ".fc2"),
 ]
-# Tensors a checkpoint has and jaxseg's network has no use for.
-_UNUSED = re.compile(r"(num_batches_tracked|relative_position_index)$|^backbone\.swin\.layernorm\.")
+# Buffers jaxseg derives (a step counter, Swin's index table): not weights.
+_DERIVED = re.compile(r"(num_batches_tracked|relative_position_index)$")
+# transformers' Swin keeps its classifier's final norm, which no feature map uses.
+_UNUSED = re.compile(r"^backbone\.swin\.layernorm\.")
 
 # torchvision's segmentation networks: module renames onto jaxseg's DeepLabV3,
 # LR-ASPP (its backbone is `features` itself, an IntermediateLayerGetter).
@@ -99,6 +101,13 @@ _TORCHVISION = [
   (r"^aux_classifier\.1$", "aux_head.conv.bn"),
   (r"^aux_classifier\.4$", "aux_head.classifier"),
 ]
+# torchvision's FCN head is PSPNet's without a pyramid (`configs/torchvision.py`).
+_TORCHVISION_FCN = [
+  (r"^classifier\.0$", "bottleneck.conv"),
+  (r"^classifier\.1$", "bottleneck.bn"),
+  (r"^classifier\.4$", "classifier"),
+  *[rule for rule in _TORCHVISION if rule[0].startswith("^aux")],
+]
 # LR-ASPP's head keeps torchvision's names (`classifier.cbr.0` ...).
 _TORCHVISION_LRASPP = [(r"^backbone\.(\d+)\.", r"backbone.features.\1.")]
 
@@ -116,10 +125,12 @@ def detect(tensors) -> str:
     return "torchvision_lraspp"
   if any(k.startswith("classifier.0.convs.") for k in keys):
     return "torchvision_deeplabv3"
+  if "classifier.0.weight" in keys and "backbone.conv1.weight" in keys:
+    return "torchvision_fcn"
   sample = ", ".join(sorted(keys)[:4])
   raise errors.InvalidInput(
     "not a checkpoint of a network jaxseg imports (transformers' SegFormer or UPerNet on "
-    f"ConvNeXt/Swin, torchvision's DeepLabV3 or LR-ASPP); names: {sample}, ..."
+    f"ConvNeXt/Swin, torchvision's DeepLabV3, FCN or LR-ASPP); names: {sample}, ..."
   )
 
 
@@ -129,6 +140,7 @@ _RULES = {
   "upernet_swin": _UPERNET_HEAD + _SWIN,
   "torchvision_deeplabv3": _TORCHVISION,
   "torchvision_lraspp": _TORCHVISION_LRASPP,
+  "torchvision_fcn": _TORCHVISION_FCN,
 }
 
 
@@ -138,6 +150,8 @@ def to_jaxseg(tensors: dict[str, np.ndarray], family: str) -> tuple[dict, list[s
   and the names of the tensors left out."""
   flat, unused = {}, []
   for key, value in tensors.items():
+    if _DERIVED.search(key):
+      continue
     if _UNUSED.search(key):
       unused.append(key)
       continue

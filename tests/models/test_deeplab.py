@@ -2,17 +2,14 @@
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxseg import config_files
-from jaxseg.models import create_model, deeplab, onednn, pretrained
+from jaxseg.models import create_model, deeplab, onednn
 from tests.helpers import (
   RNGS,
   conv_bn_params,
-  needs_torch,
   param_count,
   score_params,
-  torch_reference,
 )
 
 
@@ -88,47 +85,3 @@ def test_deeplabv3plus_mobilenet_v2_reads_stride4_features_of_24_channels():
   variables = jax.eval_shape(lambda: model.init(RNGS, x, train=False))
   assert variables["params"]["low_level"]["conv"]["kernel"].shape == (1, 1, 24, 48)
   assert "depthwise" in str(jax.tree_util.keystr(variables["params"]["decoder0"]))
-
-
-# torchvision's DeepLabHead (`classifier.N`) -> jaxseg's names.
-_TORCHVISION_DEEPLAB_HEAD = {
-  "classifier.0.convs.0.0": "aspp.conv1x1.conv",
-  "classifier.0.convs.0.1": "aspp.conv1x1.bn",
-  **{
-    f"classifier.0.convs.{i + 1}.{j}": f"aspp.atrous{i}.{m}"
-    for i in range(3)
-    for j, m in ((0, "conv"), (1, "bn"))
-  },
-  "classifier.0.convs.4.1": "aspp.image_pool.conv",
-  "classifier.0.convs.4.2": "aspp.image_pool.bn",
-  "classifier.0.project.0": "aspp.project.conv",
-  "classifier.0.project.1": "aspp.project.bn",
-  "classifier.1": "head.conv",
-  "classifier.2": "head.bn",
-  "classifier.4": "classifier",
-}
-
-
-@needs_torch
-def test_deeplabv3_mobilenet_v3_large_logits_equal_torchvisions(tmp_path):
-  weights, expected = torch_reference(
-    tmp_path, "segmentation:deeplabv3_mobilenet_v3_large", size=97
-  )
-  tensors, _ = pretrained.read_state_dict(weights)
-  flat = {}
-  for key, value in tensors.items():
-    if key.endswith("num_batches_tracked"):
-      continue
-    module, leaf = key.rsplit(".", 1)
-    module = _TORCHVISION_DEEPLAB_HEAD.get(module, module)
-    # torchvision's backbone is `features` itself (IntermediateLayerGetter).
-    module = module.replace("backbone.", "backbone.features.", 1)
-    path, converted = pretrained.torch_layout_to_jaxseg(f"{module}.{leaf}", value)
-    flat[path] = converted
-  model = _mobile_model("configs/deeplabv3.py:mobilenet_v3_large")
-  target = jax.eval_shape(lambda: model.init(RNGS, expected["image"], train=False))
-  pretrained.check_fits(flat, pretrained.flatten_dict(target), weights)
-  logits = model.apply(pretrained.unflatten_dict(flat), expected["image"], train=False)["logits"]
-  difference = np.max(np.abs(logits - expected["logits"])) / np.max(np.abs(expected["logits"]))
-  print(f"\nDeepLabV3-MobileNetV3-Large logits: max relative difference {difference:.2e}")
-  assert difference <= 1e-4
