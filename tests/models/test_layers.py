@@ -241,3 +241,32 @@ def test_batch_norm_equals_flax(train):
 
   for a, b in zip(jax.tree.leaves(run(ours)), jax.tree.leaves(run(theirs)), strict=True):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def _interpolation_matrix(size: int, n: int) -> np.ndarray:
+  """`[size, n]`: PyTorch's bilinear `align_corners=False` rule as a matrix."""
+  matrix = np.zeros((size, n))
+  for i in range(size):
+    source = max((i + 0.5) * n / size - 0.5, 0.0)
+    low = min(int(np.floor(source)), n - 1)
+    high = min(low + 1, n - 1)
+    matrix[i, low] += 1 - (source - low)
+    matrix[i, high] += source - low
+  return matrix
+
+
+@pytest.mark.parametrize(
+  "shape,size",
+  [((8, 8), (64, 64)), ((5, 7), (20, 14)), ((1, 3), (4, 9)), ((1, 1), (3, 5)), ((9, 6), (4, 18))],
+)
+def test_resize_bilinear_and_its_gradient_equal_the_interpolation_matrices(shape, size):
+  # Whole factors take their own gradient (no scatter-add); the rest the gathers'.
+  rng = np.random.default_rng(0)
+  x = rng.normal(size=(2, *shape, 3)).astype(np.float32)
+  cotangent = rng.normal(size=(2, *size, 3)).astype(np.float32)
+  rows, cols = _interpolation_matrix(size[0], shape[0]), _interpolation_matrix(size[1], shape[1])
+  out, vjp = jax.vjp(lambda v: layers.resize_bilinear(v, size), jnp.asarray(x))
+  np.testing.assert_allclose(out, np.einsum("ih,nhwc,jw->nijc", rows, x, cols), atol=1e-5)
+  (grad,) = vjp(jnp.asarray(cotangent))
+  want = np.einsum("ih,nijc,jw->nhwc", rows, cotangent, cols)
+  np.testing.assert_allclose(grad, want, atol=1e-5)
