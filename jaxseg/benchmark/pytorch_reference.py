@@ -12,6 +12,9 @@ output stride 8, ASPP rates 12/24/36) and a U-Net of the paper's widths
 cross-entropy, backward, SGD with momentum) at batch 4 and inference at batch
 8, in float32 (channels_last) and bfloat16 (autocast + channels_last), PyTorch
 at its fastest on a CPU. Prints images/s as the median over the timed steps.
+`--models` names others: transformers' `segformer_b0` .. `b2`,
+`upernet_convnext_tiny`, `upernet_swin_tiny` (trained with AdamW), or any
+torchvision segmentation network.
 
 `--latency`: batch-1 inference of torchvision's real-time networks
 (`lraspp_mobilenet_v3_large`, `deeplabv3_mobilenet_v3_large`, 21 classes;
@@ -65,11 +68,12 @@ class UNet(nn.Module):
     return {"out": self.classifier(x)}
 
 
-def _models(num_classes: int):
-  deeplab = torchvision.models.segmentation.deeplabv3_resnet50(
-    weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False
-  )
-  return {"deeplabv3_resnet50": deeplab, "unet": UNet(num_classes)}
+THROUGHPUT_MODELS = ("deeplabv3_resnet50", "unet")
+
+
+def _throughput_model(name: str, num_classes: int) -> nn.Module:
+  """`unet` (the paper's), or `make_network`'s network `name`."""
+  return UNet(num_classes) if name == "unet" else make_network(name, num_classes)
 
 
 def _time(fn, steps: int, warmup: int) -> list[float]:
@@ -82,20 +86,23 @@ def _time(fn, steps: int, warmup: int) -> list[float]:
   return times
 
 
-def measure(model, mode, dtype, batch, size, num_classes, steps, warmup) -> float:
+def measure(model, mode, dtype, batch, size, num_classes, steps, warmup, adamw=False) -> float:
   model = model.to(memory_format=torch.channels_last)
   images = torch.randn(batch, 3, *size).to(memory_format=torch.channels_last)
   labels = torch.randint(0, num_classes, (batch, *size))
   autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bfloat16")
   if mode == "train":
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    if adamw:  # transformers' networks (their papers' and jaxseg's configs).
+      optimizer = torch.optim.AdamW(model.parameters(), lr=6e-5, weight_decay=0.01)
+    else:
+      optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     loss_fn = nn.CrossEntropyLoss(ignore_index=255)
 
     def step():
       optimizer.zero_grad(set_to_none=True)
       with autocast:
-        loss = loss_fn(model(images)["out"].float(), labels)
+        loss = loss_fn(_out(model(images)).float(), labels)
       loss.backward()
       optimizer.step()
 
@@ -104,9 +111,14 @@ def measure(model, mode, dtype, batch, size, num_classes, steps, warmup) -> floa
 
     def step():
       with torch.no_grad(), autocast:
-        model(images)["out"].argmax(1)
+        _out(model(images)).argmax(1)
 
   return batch / statistics.median(_time(step, steps, warmup))
+
+
+def _out(output):
+  """The logits of `UNet`'s dict or `_Logits`' tensor."""
+  return output["out"] if isinstance(output, dict) else output
 
 
 REAL_TIME_MODELS = ("lraspp_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large")
@@ -154,7 +166,9 @@ def make_network(name: str, num_classes: int) -> nn.Module:
       return _Logits(transformers.SegformerForSemanticSegmentation(config))
     stages = ["stage1", "stage2", "stage3", "stage4"]
     backbone = (
-      transformers.ConvNextConfig(depths=[3, 3, 9, 3], out_features=stages)
+      transformers.ConvNextConfig(
+        depths=[3, 3, 9, 3], hidden_sizes=[96, 192, 384, 768], out_features=stages
+      )
       if name.endswith("convnext_tiny")
       else transformers.SwinConfig(out_features=stages)
     )
@@ -238,7 +252,10 @@ def main() -> None:
   parser.add_argument("--size", type=int, default=256)
   parser.add_argument("--num_classes", type=int, default=21)
   parser.add_argument("--latency", action="store_true", help="Batch-1 real-time networks.")
-  parser.add_argument("--models", default=",".join(REAL_TIME_MODELS))
+  parser.add_argument(
+    "--models",
+    help="default: " + ",".join(THROUGHPUT_MODELS) + "; --latency: " + ",".join(REAL_TIME_MODELS),
+  )
   parser.add_argument("--sizes", default="512x1024,480x640", help="HxW,HxW (--latency).")
   parser.add_argument("--dtypes", default="float32,bfloat16")
   parser.add_argument(
@@ -247,16 +264,19 @@ def main() -> None:
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
   if args.latency:
+    args.models = args.models or ",".join(REAL_TIME_MODELS)
     print(json.dumps({"torch": torch.__version__, "latency": latency(args)}))
     return
   results = []
-  for name, model in _models(args.num_classes).items():
+  for name in (args.models or ",".join(THROUGHPUT_MODELS)).split(","):
+    model = _throughput_model(name, args.num_classes)
     params = sum(p.numel() for p in model.parameters())
     for mode, batch in (("train", 4), ("infer", 8)):
       for dtype in ("float32", "bfloat16"):
         rate = measure(
-          model, mode, dtype, batch, (args.size,) * 2, args.num_classes, args.steps, args.warmup
-        )
+          model, mode, dtype, batch, (args.size,) * 2, args.num_classes, args.steps,
+          args.warmup, adamw=name.startswith(("segformer_", "upernet_")),
+        )  # fmt: skip
         results.append(
           {"model": name, "params": params, "mode": mode, "dtype": dtype, "img_s": rate}
         )
