@@ -141,9 +141,14 @@ def get_config() -> ml_collections.ConfigDict:
   # eval_batch_size images and batch_pixels pixels per batch. Images larger
   # than batch_pixels (or all, with mode "slide") are scored by sliding
   # windows of crop_size every stride (() -> config.crop_size, two thirds of it).
+  # Boundary quality (scoring.boundary): Boundary IoU's band in pixels (0: 2%
+  # of each image's diagonal, the paper's), and the trimap's band widths.
   config.evaluation = ml_collections.ConfigDict(
-    {"mode": "whole", "batch_pixels": 2**22, "crop_size": (), "stride": ()}
-  )
+    {
+      "mode": "whole", "batch_pixels": 2**22, "crop_size": (), "stride": (),
+      "boundary_width": 0, "trimap_widths": (1, 2, 4, 8, 16, 32),
+    }
+  )  # fmt: skip
 
   config.log_every_steps = 100
   config.eval_every_steps = 2000

@@ -14,6 +14,7 @@ _NUMBERS = {
   "grad_accum_steps": (1, math.inf, False, True),
   "num_train_steps": (1, math.inf, False, True),
   "warmup_steps": (0, math.inf, False, True),
+  "evaluation.boundary_width": (0, math.inf, False, True),
   "log_every_steps": (1, math.inf, False, True),
   "eval_every_steps": (1, math.inf, False, True),
   "checkpoint_every_steps": (1, math.inf, False, True),
@@ -79,6 +80,11 @@ def check_numbers(config: ml_collections.ConfigDict) -> None:
       raise errors.InvalidInput(
         f"config.{key}={tuple(value)!r} must be (height, width), two positive integers{allowed}"
       )
+  widths = _get(config, "evaluation.trimap_widths")
+  if widths is not None and not all(isinstance(w, int) and w > 0 for w in widths):
+    raise errors.InvalidInput(
+      f"config.evaluation.trimap_widths={tuple(widths)!r} must be positive whole pixels"
+    )
   mode = _get(config, "evaluation.mode")
   if mode is not None and mode not in ("whole", "slide"):
     raise errors.InvalidInput(f"config.evaluation.mode={mode!r} must be 'whole' or 'slide'")

@@ -4,7 +4,8 @@ Restores the best checkpoint (or `--checkpoint=latest` or a step) of a run,
 predicts every image of a split at its original size (`--mode=whole`, or
 `--mode=slide` with `--crop_size`/`--stride`), optionally averaging
 multi-scale and flipped passes (`--scales=0.5,0.75,1,1.25,1.5,1.75 --flip`),
-and scores the original labels, never resized. Prints the per-class table,
+and scores the original labels, never resized: mIoU, and at the edges Boundary
+IoU and trimap scores (`scoring.boundary`). Prints the per-class table,
 writes it under `evaluation` in the run's `metrics.json`, and draws the
 confusion matrix to `confusion_<split>.png` in the workdir.
 """
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 
 from jaxseg import cli, inference
 from jaxseg.data import pipeline, preprocessing
-from jaxseg.scoring import metrics, pictures, tables, writers
+from jaxseg.scoring import boundary, metrics, pictures, tables, writers
 from jaxseg.training import runs
 
 FLAGS = flags.FLAGS
@@ -67,12 +68,15 @@ def main(argv):
 
   t0 = time.perf_counter()
   n = min(len(decoded), FLAGS.limit) if FLAGS.limit else len(decoded)
+  edges = boundary.Counter(config, spec)
   with tqdm(total=n, desc="evaluate", unit="image") as progress:
     confusion = metrics.confusion_of(
       predict_many, decoded, spec.num_classes, spec.ignore_label,
       batch_size=FLAGS.batch_size if plain else 1, limit=FLAGS.limit, progress=progress.update,
+      on_image=edges.add,
     )  # fmt: skip
   result = metrics.compute_metrics(confusion, foreground, threshold)
+  result.update(edges.scores())
   print(
     f"\n{config.data.name}/{split} at step {step}, mode {FLAGS.mode}, scales "
     f"{options['scales']}{', flip' if FLAGS.flip else ''} ({time.perf_counter() - t0:.1f}s):\n"

@@ -49,3 +49,12 @@ def test_evaluate_cli_scores_the_run_as_training_did(trained_run):
   # batched evaluation during training did (the images are all 64x64 here).
   assert saved["evaluation"]["miou"] == pytest.approx(result["miou"], abs=2e-3)
   assert Image.open(os.path.join(workdir, "confusion_validation.png")).size[0] > 100
+  # At the edges too: Boundary IoU per class and the trimap sweep.
+  assert "BIoU" in out.stdout and "mBIoU" in out.stdout and "w=32" in out.stdout
+  evaluation = saved["evaluation"]
+  assert 0 <= evaluation["mbiou"] <= 1 and set(evaluation["biou"]) == set(evaluation["iou"])
+  assert evaluation["boundary_width"] == "2% of the diagonal"
+  assert [row["width"] for row in evaluation["trimap"]] == [1, 2, 4, 8, 16, 32]
+  # The widest band holds nearly every pixel of these small images: its
+  # accuracy approaches the whole image's.
+  assert evaluation["trimap"][-1]["aacc"] == pytest.approx(evaluation["aacc"], abs=0.05)

@@ -163,6 +163,39 @@ def trimap_confusion(
 # ---- scores ----
 
 
+def settings(config) -> tuple[int | None, tuple[int, ...]]:
+  """`(d, trimap widths)` of `config.evaluation` (d None: 2% of the diagonal);
+  the defaults for a run whose config predates them."""
+  evaluation = config.get("evaluation") or {}
+  d = int(evaluation.get("boundary_width", 0)) or None
+  return d, tuple(evaluation.get("trimap_widths", TRIMAP_WIDTHS))
+
+
+class Counter:
+  """Boundary IoU and trimap counts over images scored one at a time."""
+
+  def __init__(self, config, spec):
+    self.d, self.widths = settings(config)
+    self.num_classes, self.ignore_label = spec.num_classes, spec.ignore_label
+    self.boundary = np.zeros((self.num_classes, 2), np.int64)
+    self.trimap = np.zeros((len(self.widths), self.num_classes, self.num_classes), np.int64)
+
+  def add(self, label: np.ndarray, prediction: np.ndarray) -> None:
+    args = (label, prediction, self.num_classes, self.ignore_label)
+    self.boundary += boundary_counts_image(*args, self.d)
+    self.trimap += trimap_confusion_image(*args, self.widths)
+
+  def scores(self) -> dict:
+    """`boundary_scores`, `trimap_scores` and `boundary_width` (pixels, or
+    "2% of the diagonal")."""
+    width = self.d if self.d else f"{100 * DIAGONAL_RATIO:g}% of the diagonal"
+    return {
+      **boundary_scores(self.boundary),
+      **trimap_scores(self.trimap, self.widths),
+      "boundary_width": width,
+    }
+
+
 def boundary_scores(counts: np.ndarray) -> dict:
   """`biou` `[C]` (NaN where a class has no band in truth or prediction) and
   `mbiou`, their mean over the classes that have one."""

@@ -106,6 +106,7 @@ def confusion_of(
   batch_size: int = 1,
   limit: int = 0,
   progress: Callable[[int], object] = lambda n: None,
+  on_image: Callable[[np.ndarray, np.ndarray], object] = lambda label, prediction: None,
 ) -> np.ndarray:
   """`[C, C]` int64 confusion matrix over `examples` (a sequence of dicts with
   `image` and `label`) at their own resolution.
@@ -118,6 +119,8 @@ def confusion_of(
     batch_size: images per `predict_many` call.
     limit: score only the first `limit` examples (0: all).
     progress: called with the number of images each call scored.
+    on_image: called with each `(label, prediction)`, for other counts
+      (`scoring.boundary`).
   """
   confusion = np.zeros(num_classes * num_classes, np.int64)
   n = min(len(examples), limit) if limit else len(examples)
@@ -129,5 +132,6 @@ def confusion_of(
       valid = label != ignore_label
       index = label[valid].astype(np.int64) * num_classes + prediction[valid]
       confusion += np.bincount(index, minlength=num_classes * num_classes)
+      on_image(label, prediction)
     progress(len(batch))
   return confusion.reshape(num_classes, num_classes)

@@ -7,16 +7,29 @@ import numpy as np
 
 
 def format_table(metrics: Mapping, class_names: Sequence[str]) -> str:
-  """A per-class table (IoU, accuracy) and the summary line, in percent."""
+  """A per-class table (IoU, accuracy, and Boundary IoU where scored), the
+  summary line and the trimap line, in percent."""
   width = max(len("class"), *(len(n) for n in class_names))
-  lines = [f"{'class':<{width}}    IoU     Acc", "-" * (width + 16)]
-  for name, iou, acc in zip(class_names, metrics["iou"], metrics["acc"], strict=True):
-    lines.append(f"{name:<{width}}  {_pct(iou)}  {_pct(acc)}")
-  lines.append("-" * (width + 16))
+  boundary = "biou" in metrics
+  rule = "-" * (width + (24 if boundary else 16))
+  lines = [f"{'class':<{width}}    IoU     Acc" + ("    BIoU" if boundary else ""), rule]
+  for i, name in enumerate(class_names):
+    cells = [metrics["iou"][i], metrics["acc"][i]] + ([metrics["biou"][i]] if boundary else [])
+    lines.append(f"{name:<{width}}" + "".join(f"  {_pct(v)}" for v in cells))
+  lines.append(rule)
   lines.append(
     f"mIoU {_pct(metrics['miou']).strip()}  mAcc {_pct(metrics['macc']).strip()}  "
     f"aAcc {_pct(metrics['aacc']).strip()}  mDice {_pct(metrics['mdice']).strip()}"
+    + (f"  mBIoU {_pct(metrics['mbiou']).strip()}" if boundary else "")
   )
+  if "trimap" in metrics:
+    lines.append(
+      "trimap mIoU / aAcc within w px of a boundary: "
+      + "  ".join(
+        f"w={row['width']} {_pct(row['miou']).strip()}/{_pct(row['aacc']).strip()}"
+        for row in metrics["trimap"]
+      )
+    )
   if "foreground" in metrics:
     fg = metrics["foreground"]
     lines.append(

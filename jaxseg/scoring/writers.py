@@ -24,6 +24,15 @@ def to_json(metrics: Mapping, class_names: Sequence[str], step: int) -> dict:
     "iou": {n: clean(v) for n, v in zip(class_names, metrics["iou"], strict=True)},
     "acc": {n: clean(v) for n, v in zip(class_names, metrics["acc"], strict=True)},
   }
+  if "biou" in metrics:
+    record["mbiou"] = clean(metrics["mbiou"])
+    record["biou"] = {n: clean(v) for n, v in zip(class_names, metrics["biou"], strict=True)}
+    record["boundary_width"] = metrics["boundary_width"]
+  if "trimap" in metrics:
+    record["trimap"] = [
+      {"width": row["width"], "miou": clean(row["miou"]), "aacc": clean(row["aacc"])}
+      for row in metrics["trimap"]
+    ]
   if "foreground" in metrics:
     fg = metrics["foreground"]
     record["foreground"] = {
