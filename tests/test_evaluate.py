@@ -58,3 +58,8 @@ def test_evaluate_cli_scores_the_run_as_training_did(trained_run):
   # The widest band holds nearly every pixel of these small images: its
   # accuracy approaches the whole image's.
   assert evaluation["trimap"][-1]["aacc"] == pytest.approx(evaluation["aacc"], abs=0.05)
+  # Training's evaluation counted the same on the device, batch by batch.
+  assert saved["latest"]["mbiou"] == pytest.approx(result["mbiou"], abs=1e-6)
+  assert evaluation["mbiou"] == pytest.approx(result["mbiou"], abs=2e-3)
+  for host, device in zip(evaluation["trimap"], result["trimap"], strict=True):
+    assert host["miou"] == pytest.approx(device["miou"], abs=2e-3)

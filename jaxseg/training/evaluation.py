@@ -8,7 +8,6 @@ import os
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
@@ -16,7 +15,7 @@ from tqdm.auto import tqdm
 from jaxseg import inference
 from jaxseg.data import images, pipeline, preprocessing
 from jaxseg.parallel import sharding
-from jaxseg.scoring import metrics, pictures, tables, writers
+from jaxseg.scoring import boundary, metrics, pictures, tables, writers
 from jaxseg.training import steps
 from jaxseg.training.state import TrainState
 
@@ -36,33 +35,45 @@ def evaluate(
   threshold=0.5,
 ) -> dict:
   """Scores `state` on the whole eval split as `plan` says; returns
-  `metrics.compute_metrics`."""
-  total = _whole_image_confusion(state, eval_steps.confusion, plan, config, spec, builder, mesh)
+  `metrics.compute_metrics` with Boundary IoU and the trimap
+  (`scoring.boundary`)."""
+  edges = boundary.Counter(config, spec)
+  total = _whole_image_counts(state, eval_steps.confusion, plan, config, spec, builder, mesh)
   if plan.slide:
-    total += _slid_confusion(
-      state, eval_steps.tile_logits, plan, config, spec, builder, mesh, foreground, threshold
-    )
-  return metrics.compute_metrics(total, foreground, threshold)
+    total["confusion"] += _slid_confusion(
+      state, eval_steps.tile_logits, plan, config, spec, builder, mesh, foreground, threshold,
+      edges,
+    )  # fmt: skip
+  edges.boundary += total["boundary"]
+  edges.trimap += total["trimap"]
+  return {**metrics.compute_metrics(total["confusion"], foreground, threshold), **edges.scores()}
 
 
-def _whole_image_confusion(state, confusion_step, plan, config, spec, builder, mesh) -> np.ndarray:
-  """`[C, C]` int64 counts of the plan's whole-image batches, summed on the device."""
-  c = spec.num_classes
-  zeros = lambda: jax.device_put(jnp.zeros((c, c), jnp.int32), sharding.replicated(mesh))
-  total, confusion = np.zeros((c, c), np.int64), zeros()
+def _whole_image_counts(state, counts_step, plan, config, spec, builder, mesh) -> dict:
+  """`steps.zero_counts` (int64) of the plan's whole-image batches, summed on the device."""
+  widths = boundary.settings(config)[1]
+  zeros = lambda: jax.device_put(
+    steps.zero_counts(spec.num_classes, widths), sharding.replicated(mesh)
+  )
+  total, counts = steps.zero_counts(spec.num_classes, widths, np), zeros()
+  flush = lambda total, counts: jax.tree.map(
+    lambda t, c: t + np.asarray(jax.device_get(c), np.int64), total, counts
+  )
   counted = 0  # Pixels in the int32 counts on the device, flushed before they could overflow.
   for batch in pipeline.eval_batches(config, spec, builder, plan):
     pixels = batch["label"].size * jax.process_count()
     if counted + pixels > _MAX_DEVICE_COUNT:
-      total += np.asarray(jax.device_get(confusion), np.int64)
-      confusion, counted = zeros(), 0
-    confusion = confusion_step(state, sharding.to_global(batch, mesh), confusion)
+      total, counts, counted = flush(total, counts), zeros(), 0
+    counts = counts_step(state, sharding.to_global(batch, mesh), counts)
     counted += pixels
-  return total + np.asarray(jax.device_get(confusion), np.int64)
+  return flush(total, counts)
 
 
-def _slid_confusion(state, tile_logits, plan, config, spec, builder, mesh, foreground, threshold):
-  """`[C, C]` int64 counts of the images the plan slides over, tile batches on the device."""
+def _slid_confusion(
+  state, tile_logits, plan, config, spec, builder, mesh, foreground, threshold, edges
+):
+  """`[C, C]` int64 counts of the images the plan slides over, tile batches on
+  the device; their boundary counts go to `edges` (`boundary.Counter`)."""
   c = spec.num_classes
   crop = tuple(config.evaluation.crop_size) or tuple(config.crop_size)
   stride = tuple(config.evaluation.stride) or inference.default_stride(crop)
@@ -82,6 +93,7 @@ def _slid_confusion(state, tile_logits, plan, config, spec, builder, mesh, foreg
     label = example["label"]
     valid = label != spec.ignore_label
     total += np.bincount(label[valid] * c + predicted[valid], minlength=c * c).reshape(c, c)
+    edges.add(label, predicted)
   return total
 
 
@@ -151,6 +163,6 @@ class Evaluator:
     )
     record = writers.to_json(result, spec.class_names, step)
     writers.update_metrics_file(os.path.join(self.workdir, "metrics.json"), record)
-    scalars = {f"eval/{k}": result[k] for k in ("miou", "macc", "aacc", "mdice")}
+    scalars = {f"eval/{k}": result[k] for k in ("miou", "macc", "aacc", "mdice", "mbiou")}
     scalars.update({f"eval_iou/{n}": v for n, v in record["iou"].items() if v is not None})
     self.writer.scalars(step, scalars)

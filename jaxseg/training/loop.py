@@ -21,8 +21,8 @@ from jaxseg import config_checks, inference
 from jaxseg.data import pipeline, preprocessing
 from jaxseg.models import onednn
 from jaxseg.parallel import distributed, sharding
+from jaxseg.scoring import boundary, writers
 from jaxseg.scoring import objective as objectives
-from jaxseg.scoring import writers
 from jaxseg.training import checkpoint, evaluation, progress, runs, state, steps
 
 NonFiniteLossError = progress.NonFiniteLossError  # Raised by a run whose loss diverged.
@@ -80,7 +80,9 @@ def train_and_evaluate(
     config, model, optimizer, ex.mesh, state_sharding, spec=ex.spec, objective=ex.objective
   )
   norm = preprocessing.from_config(config)
-  eval_steps = steps.jit_eval_steps(model, ex.mesh, state_sharding, ex.spec, norm, *ex.decision)
+  eval_steps = steps.jit_eval_steps(
+    model, ex.mesh, state_sharding, ex.spec, norm, *ex.decision, boundary.settings(config)
+  )
   writer = writers.MetricWriter(workdir, enabled=is_main)
   evaluate = evaluation.Evaluator(
     config, ex.spec, ex.builder, ex.mesh, eval_steps, ex.decision, writer, workdir

@@ -7,13 +7,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import linen as nn
 
 from jaxseg import inference
 from jaxseg.data import DatasetSpec, augment, preprocessing
 from jaxseg.parallel import sharding
-from jaxseg.scoring import metrics
+from jaxseg.scoring import boundary, metrics
 from jaxseg.scoring import objective as objectives
 from jaxseg.training import gradients, optim
 from jaxseg.training.state import TrainState
@@ -125,7 +126,7 @@ def variables(state: TrainState) -> dict:
 def eval_step(
   state: TrainState,
   batch: dict[str, jax.Array],
-  confusion: jax.Array,
+  counts: dict[str, jax.Array],
   *,
   model: nn.Module,
   num_classes: int,
@@ -133,22 +134,50 @@ def eval_step(
   foreground: int | None = None,
   threshold: float = 0.5,
   norm: preprocessing.Normalization = preprocessing.IMAGENET,
-) -> jax.Array:
+  boundary_width: int | None = None,
+  trimap_widths: tuple[int, ...] = boundary.TRIMAP_WIDTHS,
+) -> dict[str, jax.Array]:
   """Adds one batch's predictions (`inference.decide_logits`) to the running
-  `[C, C]` confusion matrix."""
+  counts (`zero_counts`): the `[C, C]` confusion matrix, Boundary IoU's `[C, 2]`
+  and the trimap's `[K, C, C]` (`scoring.boundary`; `boundary_width` None: 2%
+  of each image's diagonal)."""
   logits = inference.forward_logits(model, variables(state), batch["image"], norm)
   predictions = inference.decide_logits(logits, foreground, threshold)
-  label = batch["label"]
+  label, size = batch["label"], batch["size"]
   valid = (label != ignore_label) & batch["mask"][:, None, None]
-  return confusion + metrics.confusion_matrix(label, predictions, num_classes, valid)
+  rows = jnp.arange(label.shape[1])[None, :, None] < size[:, 0, None, None]
+  inside = rows & (jnp.arange(label.shape[2])[None, None, :] < size[:, 1, None, None])
+  if boundary_width is None:
+    diagonal = jnp.sqrt(jnp.sum(jnp.square(size.astype(jnp.float32)), axis=1))
+    d = jnp.maximum(1, jnp.round(boundary.DIAGONAL_RATIO * diagonal)).astype(jnp.int32)
+  else:
+    d = jnp.full(label.shape[:1], boundary_width, jnp.int32)
+  return {
+    "confusion": counts["confusion"]
+    + metrics.confusion_matrix(label, predictions, num_classes, valid),
+    "boundary": counts["boundary"]
+    + boundary.boundary_counts(label, predictions, valid, num_classes, d),
+    "trimap": counts["trimap"]
+    + boundary.trimap_confusion(label, predictions, valid, inside, num_classes, trimap_widths),
+  }
+
+
+def zero_counts(num_classes: int, trimap_widths: tuple[int, ...], xp=jnp) -> dict:
+  """The counts `eval_step` adds to: int32 on the device (`xp=jnp`), int64 on the host."""
+  dtype = xp.int32 if xp is jnp else np.int64
+  return {
+    "confusion": xp.zeros((num_classes, num_classes), dtype),
+    "boundary": xp.zeros((num_classes, 2), dtype),
+    "trimap": xp.zeros((len(trimap_widths), num_classes, num_classes), dtype),
+  }
 
 
 class EvalSteps(NamedTuple):
   """The compiled functions of evaluation during training.
 
   Attributes:
-    confusion: `(state, batch, confusion) -> confusion` (`eval_step`; the
-      running matrix donated).
+    confusion: `(state, batch, counts) -> counts` (`eval_step`; the running
+      counts donated).
     tile_logits: `(state, images) -> logits` of sliding-window tiles.
     labels: `(state, images) -> labels` of the pictures (replicated images).
   """
@@ -158,12 +187,17 @@ class EvalSteps(NamedTuple):
   labels: object
 
 
-def jit_eval_steps(model, mesh, state_sharding, spec: DatasetSpec, norm, foreground, threshold):
-  """`EvalSteps` compiled for the mesh."""
+def jit_eval_steps(
+  model, mesh, state_sharding, spec: DatasetSpec, norm, foreground, threshold,
+  boundary_settings=(None, boundary.TRIMAP_WIDTHS),
+):  # fmt: skip
+  """`EvalSteps` compiled for the mesh; `boundary_settings` is `(d, trimap
+  widths)` (`scoring.boundary.settings`)."""
   batch_sharding, replicated = sharding.batch_sharding(mesh), sharding.replicated(mesh)
   step = functools.partial(
     eval_step, model=model, num_classes=spec.num_classes, ignore_label=spec.ignore_label,
     foreground=foreground, threshold=threshold, norm=norm,
+    boundary_width=boundary_settings[0], trimap_widths=tuple(boundary_settings[1]),
   )  # fmt: skip
   confusion = jax.jit(
     step,
