@@ -11,9 +11,10 @@ alike. `--variant="NAME: --config.KEY=VALUE ..."` (repeatable) trains every
 config once per variant, with the variant's own overrides on top, in
 `<workdir>/<name>` (one config) or `<workdir>/<config>-<name>`. Then a table
 lists per-class IoU and the summary metrics of each run's final evaluation
-(and a binary run's foreground F1, precision and recall), `comparison.json`
-in the workdir records them and `comparison.png` draws every run's training
-loss and validation mIoU.
+(mIoU, Boundary IoU, the trimap's mIoU within 1..32 px of an edge, and a
+binary run's foreground F1, precision and recall), `comparison.json` in the
+workdir records them, `comparison.png` draws every run's training loss and
+validation mIoU and `trimap.png` their scores against the distance from an edge.
 """
 
 import os

@@ -19,6 +19,12 @@ def test_comparison_table_has_a_column_per_run():
   assert lines[0].split() == ["fcn32s", "fcn8s"]
   assert lines[3].split() == ["cat", "50.00", "n/a"]
   assert lines[-3].split() == ["mIoU", "70.00", "95.00"]
+  # With boundary scores: the mean Boundary IoU and one trimap row per width.
+  for record, (biou, near) in zip((a, b), ((0.4, 0.3), (0.6, None)), strict=True):
+    record.update(mbiou=biou, trimap=[{"width": 1, "miou": near, "aacc": 0.5}])
+  lines = tables.format_comparison(["fcn32s", "fcn8s"], [a, b]).splitlines()
+  assert lines[-2].split() == ["mBIoU", "40.00", "60.00"]
+  assert lines[-1].split() == ["mIoU", "≤1px", "30.00", "n/a"]
 
 
 @pytest.mark.slow
@@ -46,6 +52,8 @@ def test_compare_reports_every_config_with_the_same_overrides(trained_run, tmp_p
       config = json.load(f)
     assert config["model"]["backbone_width"] == 8 and config["num_pictures"] == 0
   assert os.path.exists(tmp_path / "comparison.png")
+  assert "mBIoU" in out.stdout and "mIoU ≤32px" in out.stdout
+  assert os.path.exists(tmp_path / "trimap.png")
 
 
 def test_variants_train_one_config_with_their_own_overrides(trained_run, tmp_path):

@@ -1,5 +1,5 @@
 """Pictures of results: image | ground truth | prediction grids, the confusion
-matrix, learning curves."""
+matrix, learning curves, trimap curves."""
 
 from collections.abc import Sequence
 
@@ -77,6 +77,30 @@ def learning_curves(runs: dict[str, list[dict]], path: str, smooth: int = 5) -> 
   loss_axes.set(xlabel="step", ylabel="training loss", yscale="log", title="Training loss")
   miou_axes.set(xlabel="step", ylabel="mIoU (%)", title="Validation mIoU")
   for axes in (loss_axes, miou_axes):
+    axes.grid(alpha=0.3)
+    axes.legend()
+  figure.savefig(path)
+
+
+def trimap_curves(results: dict[str, dict], path: str) -> None:
+  """mIoU and pixel accuracy within w pixels of a ground-truth edge against w
+  (the trimap, `scoring.boundary`), one line per run; `results` are
+  `writers.to_json` records with `trimap`."""
+  from matplotlib.figure import Figure
+
+  figure = Figure(figsize=(11, 4), dpi=100, layout="constrained")
+  miou_axes, acc_axes = figure.subplots(1, 2)
+  for name, record in results.items():
+    widths = [band["width"] for band in record["trimap"]]
+    for axes, key in ((miou_axes, "miou"), (acc_axes, "aacc")):
+      values = [np.nan if b[key] is None else 100 * b[key] for b in record["trimap"]]
+      axes.plot(widths, values, marker="o", label=f"{name} (whole image {100 * record[key]:.1f})")
+  for axes, what in ((miou_axes, "mIoU"), (acc_axes, "pixel accuracy")):
+    axes.set(
+      xlabel="band: pixels from a ground-truth edge", ylabel=f"{what} (%)", xscale="log",
+      title=f"Trimap: {what} near the edges",
+    )  # fmt: skip
+    axes.set_xticks(widths, [str(w) for w in widths])
     axes.grid(alpha=0.3)
     axes.legend()
   figure.savefig(path)

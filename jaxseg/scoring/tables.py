@@ -51,7 +51,7 @@ def format_comparison(names: list[str], results: list[dict]) -> str:
   width = max(12, *(len(n) for n in names))
   classes = list(results[0]["iou"])
   binary = all("foreground" in r for r in results)
-  label_width = max(len("fg precision" if binary else "aAcc"), *(len(c) for c in classes))
+  label_width = max(len("fg precision" if binary else "mIoU ≤32px"), *(len(c) for c in classes))
   header = " " * label_width + "".join(f"{n:>{width + 2}}" for n in names)
   lines = [header, "-" * len(header)]
 
@@ -62,6 +62,11 @@ def format_comparison(names: list[str], results: list[dict]) -> str:
   lines += [row(c, [r["iou"][c] for r in results]) for c in classes]
   lines.append("-" * len(header))
   lines += [row(k, [r[k.lower()] for r in results]) for k in ("mIoU", "mAcc", "aAcc")]
+  if all("mbiou" in r for r in results):  # At the edges (`scoring.boundary`).
+    lines.append(row("mBIoU", [r["mbiou"] for r in results]))
+  if all("trimap" in r for r in results):
+    for i, band in enumerate(results[0]["trimap"]):
+      lines.append(row(f"mIoU ≤{band['width']}px", [r["trimap"][i]["miou"] for r in results]))
   if binary:
     lines += [
       row(f"fg {k}", [r["foreground"][k] for r in results])

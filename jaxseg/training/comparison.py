@@ -1,6 +1,6 @@
 """Several runs on one budget, side by side (`jaxseg.compare`): each trained
-(or resumed) in its own workdir, then one table, `comparison.json` and
-`comparison.png`."""
+(or resumed) in its own workdir, then one table (mIoU, and Boundary IoU and the
+trimap at the edges), `comparison.json`, `comparison.png` and `trimap.png`."""
 
 import json
 import os
@@ -34,4 +34,8 @@ def compare(runs: list[tuple[str, ml_collections.ConfigDict]], workdir: str) -> 
   picture = os.path.join(workdir, "comparison.png")
   pictures.learning_curves(curves, picture)
   print(f"Learning curves: {picture}")
+  if all("trimap" in r for r in results.values()):
+    trimap = os.path.join(workdir, "trimap.png")
+    pictures.trimap_curves(results, trimap)
+    print(f"Scores near the edges (trimap): {trimap}")
   return results
