@@ -23,6 +23,8 @@ def get_config(name: str, arg: str) -> ml_collections.ConfigDict:
       # becomes a 328x328 input. Padding to a multiple of 32 instead trained
       # FCN-8s 4x faster on 128x128 crops here (10.8x on 64x64 ones).
       "input_padding": 0,
+      # The paper's "at-once" FCN-8s scales the skips' inputs: (0.01, 0.0001).
+      "skip_scales": (),
       "backbone_weights": "",  # The backbone's ImageNet weights.
     }
   )

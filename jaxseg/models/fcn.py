@@ -57,6 +57,9 @@ class FCN(nn.Module):
       the image to a multiple of 32 and keeps every map's size through fc6
       (padding 3), so the score maps align by their strides alone and small
       inputs do not pay for a mostly empty 200-pixel border.
+    skip_scales: `(pool4, pool3)` factors on the skips' inputs; the paper's
+      "at-once" FCN-8s uses (0.01, 0.0001) so that the finer scores start
+      small and learn slowly; () scales nothing.
     dtype: computation dtype; logits are float32.
 
   Returns `{"logits": [N, H, W, num_classes]}`.
@@ -70,6 +73,7 @@ class FCN(nn.Module):
   dropout_rate: float = 0.5
   learned_upsampling: bool = False
   input_padding: int = 100
+  skip_scales: tuple[float, ...] = ()
   dtype: layers.Dtype = jnp.float32
 
   def endpoints_read(self) -> tuple[str, ...]:
@@ -79,6 +83,11 @@ class FCN(nn.Module):
   def _check(self) -> None:
     if self.stride not in _FINAL_OFFSET:
       raise errors.InvalidInput(f"FCN stride must be 32, 16 or 8, got {self.stride}")
+    if self.skip_scales and len(self.skip_scales) != 2:
+      raise errors.InvalidInput(
+        "FCN skip_scales (config.model.skip_scales) must be (pool4, pool3) or (), got "
+        f"{tuple(self.skip_scales)}"
+      )
     if self.input_padding not in (0, 100):
       raise errors.InvalidInput(
         "FCN input_padding (config.model.input_padding) must be 100 (the paper's) or 0, "
@@ -119,7 +128,10 @@ class FCN(nn.Module):
 
     def add_skip(x, name, endpoint, offset):
       # Zero-initialised skips: the finer net starts as the coarser one.
-      skip = score(name, endpoints[endpoint], nn.initializers.zeros)
+      features = endpoints[endpoint]
+      if self.skip_scales:
+        features = features * self.skip_scales[("pool4", "pool3").index(endpoint)]
+      skip = score(name, features, nn.initializers.zeros)
       if caffe:
         return x + _crop(skip, offset, x.shape[1:3])
       # A 2x upsampling's kernel centre lies half a coarse pixel past the

@@ -100,3 +100,29 @@ def test_fcn_learned_upsampling_learns_the_2x_ones_only():
   fixed = param_count(fcn.FCN(num_classes=21, stride=8))
   learned = param_count(fcn.FCN(num_classes=21, stride=8, learned_upsampling=True))
   assert learned - fixed == 2 * 4 * 4 * 21 * 21  # upscore2, upscore_pool4; not upscore8.
+
+
+def test_at_once_skip_scales_equal_scaled_skip_kernels():
+  # The paper's "at-once" FCN-8s multiplies pool4 and pool3 by 0.01 and
+  # 0.0001 before their score layers: the same as those kernels scaled.
+  scales = (0.01, 0.0001)
+  image = jax.random.normal(jax.random.key(2), (1, 64, 64, 3))
+  plain = fcn._tiny(num_classes=3, stride=8, input_padding=0)
+  variables = plain.init(RNGS, image, train=False)
+  params = jax.tree.map(
+    lambda x: x + 0.05 * jax.random.normal(jax.random.key(3), x.shape), variables["params"]
+  )
+  scaled_kernels = {
+    **params,
+    **{
+      name: {**params[name], "kernel": params[name]["kernel"] * s}
+      for name, s in zip(("score_pool4", "score_pool3"), scales, strict=True)
+    },
+  }
+  at_once = fcn._tiny(num_classes=3, stride=8, input_padding=0, skip_scales=scales)
+  got = _logits(at_once, {**variables, "params": params}, image)
+  want = _logits(plain, {**variables, "params": scaled_kernels}, image)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(got, _logits(plain, {**variables, "params": params}, image), atol=1e-3)
+  with pytest.raises(ValueError, match="skip_scales"):
+    fcn._tiny(num_classes=3, stride=8, skip_scales=(0.1,)).init(RNGS, image, train=False)
