@@ -56,7 +56,4 @@ def get_config(arg: str = ""):
       "head_channels": 512, "aux_channels": 256,
     }  # fmt: skip
   config.model = ml_collections.ConfigDict({**model, "weights": weights})
-  config = _datasets.apply(config, dataset)
-  if not dataset:  # The VOC recipe's sizes, for prediction and fine-tuning alike.
-    config.data.name = "voc2012"
-  return config
+  return _datasets.apply(config, dataset)

@@ -29,10 +29,11 @@ TRIMAP_WIDTHS = (1, 2, 4, 8, 16, 32)
 DIAGONAL_RATIO = 0.02
 
 
-def boundary_width(height, width, ratio: float = DIAGONAL_RATIO):
-  """The paper's band width: `ratio` of the image diagonal, rounded, >= 1."""
-  diagonal = np.sqrt(np.square(height) + np.square(width))
-  return np.maximum(1, np.round(ratio * diagonal)).astype(np.int32)
+def boundary_width(height, width, ratio: float = DIAGONAL_RATIO, xp=np):
+  """The paper's band width: `ratio` of the image diagonal, rounded, >= 1
+  (`xp=jnp` for traced sizes)."""
+  diagonal = xp.sqrt(xp.square(height * 1.0) + xp.square(width * 1.0))
+  return xp.maximum(1, xp.round(ratio * diagonal)).astype(xp.int32)
 
 
 # ---- on the host, one image at a time (`jaxseg.evaluate`) ----
@@ -160,6 +161,24 @@ def trimap_confusion(
   return jnp.stack(out)
 
 
+def batch_counts(
+  label: jax.Array, prediction: jax.Array, valid: jax.Array, size: jax.Array, num_classes: int,
+  d: int | None = None, widths=TRIMAP_WIDTHS,
+) -> dict[str, jax.Array]:  # fmt: skip
+  """`boundary_counts` and `trimap_confusion` of a padded batch whose images'
+  own sizes are `size` `[N, 2]` (`d` None: 2% of each one's diagonal)."""
+  rows = jnp.arange(label.shape[1])[None, :, None] < size[:, 0, None, None]
+  inside = rows & (jnp.arange(label.shape[2])[None, None, :] < size[:, 1, None, None])
+  if d is None:
+    widths_d = boundary_width(size[:, 0], size[:, 1], xp=jnp)
+  else:
+    widths_d = jnp.full(label.shape[:1], d, jnp.int32)
+  return {
+    "boundary": boundary_counts(label, prediction, valid, num_classes, widths_d),
+    "trimap": trimap_confusion(label, prediction, valid, inside, num_classes, widths),
+  }
+
+
 # ---- scores ----
 
 
@@ -179,6 +198,11 @@ class Counter:
     self.num_classes, self.ignore_label = spec.num_classes, spec.ignore_label
     self.boundary = np.zeros((self.num_classes, 2), np.int64)
     self.trimap = np.zeros((len(self.widths), self.num_classes, self.num_classes), np.int64)
+
+  def add_counts(self, counts: dict) -> None:
+    """Adds `batch_counts` summed elsewhere (on the device)."""
+    self.boundary += counts["boundary"]
+    self.trimap += counts["trimap"]
 
   def add(self, label: np.ndarray, prediction: np.ndarray) -> None:
     args = (label, prediction, self.num_classes, self.ignore_label)

@@ -38,14 +38,13 @@ def evaluate(
   `metrics.compute_metrics` with Boundary IoU and the trimap
   (`scoring.boundary`)."""
   edges = boundary.Counter(config, spec)
-  total = _whole_image_counts(state, eval_steps.confusion, plan, config, spec, builder, mesh)
+  total = _whole_image_counts(state, eval_steps.counts, plan, config, spec, builder, mesh)
   if plan.slide:
     total["confusion"] += _slid_confusion(
       state, eval_steps.tile_logits, plan, config, spec, builder, mesh, foreground, threshold,
       edges,
     )  # fmt: skip
-  edges.boundary += total["boundary"]
-  edges.trimap += total["trimap"]
+  edges.add_counts(total)
   return {**metrics.compute_metrics(total["confusion"], foreground, threshold), **edges.scores()}
 
 

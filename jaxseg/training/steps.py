@@ -143,22 +143,16 @@ def eval_step(
   of each image's diagonal)."""
   logits = inference.forward_logits(model, variables(state), batch["image"], norm)
   predictions = inference.decide_logits(logits, foreground, threshold)
-  label, size = batch["label"], batch["size"]
+  label = batch["label"]
   valid = (label != ignore_label) & batch["mask"][:, None, None]
-  rows = jnp.arange(label.shape[1])[None, :, None] < size[:, 0, None, None]
-  inside = rows & (jnp.arange(label.shape[2])[None, None, :] < size[:, 1, None, None])
-  if boundary_width is None:
-    diagonal = jnp.sqrt(jnp.sum(jnp.square(size.astype(jnp.float32)), axis=1))
-    d = jnp.maximum(1, jnp.round(boundary.DIAGONAL_RATIO * diagonal)).astype(jnp.int32)
-  else:
-    d = jnp.full(label.shape[:1], boundary_width, jnp.int32)
+  edges = boundary.batch_counts(
+    label, predictions, valid, batch["size"], num_classes, boundary_width, trimap_widths
+  )
+  confusion = metrics.confusion_matrix(label, predictions, num_classes, valid)
   return {
-    "confusion": counts["confusion"]
-    + metrics.confusion_matrix(label, predictions, num_classes, valid),
-    "boundary": counts["boundary"]
-    + boundary.boundary_counts(label, predictions, valid, num_classes, d),
-    "trimap": counts["trimap"]
-    + boundary.trimap_confusion(label, predictions, valid, inside, num_classes, trimap_widths),
+    "confusion": counts["confusion"] + confusion,
+    "boundary": counts["boundary"] + edges["boundary"],
+    "trimap": counts["trimap"] + edges["trimap"],
   }
 
 
@@ -176,13 +170,13 @@ class EvalSteps(NamedTuple):
   """The compiled functions of evaluation during training.
 
   Attributes:
-    confusion: `(state, batch, counts) -> counts` (`eval_step`; the running
+    counts: `(state, batch, counts) -> counts` (`eval_step`; the running
       counts donated).
     tile_logits: `(state, images) -> logits` of sliding-window tiles.
     labels: `(state, images) -> labels` of the pictures (replicated images).
   """
 
-  confusion: object
+  counts: object
   tile_logits: object
   labels: object
 
@@ -199,7 +193,7 @@ def jit_eval_steps(
     foreground=foreground, threshold=threshold, norm=norm,
     boundary_width=boundary_settings[0], trimap_widths=tuple(boundary_settings[1]),
   )  # fmt: skip
-  confusion = jax.jit(
+  counts = jax.jit(
     step,
     in_shardings=(state_sharding, batch_sharding, replicated),
     out_shardings=replicated,
@@ -215,4 +209,4 @@ def jit_eval_steps(
     in_shardings=(state_sharding, replicated),
     out_shardings=replicated,
   )
-  return EvalSteps(confusion, tile_logits, labels)
+  return EvalSteps(counts, tile_logits, labels)
