@@ -17,6 +17,10 @@ def get_config() -> ml_collections.ConfigDict:
   # classes) keep their random initialisation; takes precedence over
   # model.backbone_weights. Only a fresh run reads it; a resumed one continues.
   config.init_from = ""
+  # Arrays of the model that the checkpoint lacks keep their initialisation
+  # (listed in the log) instead of being an error: new layers, as in the FCN
+  # paper's staged training (FCN-16s from a trained FCN-32s).
+  config.init_from_new_layers = False
 
   config.data = ml_collections.ConfigDict()
   config.data.name = "synthetic_shapes"  # A key of jaxseg.data.DATASETS.

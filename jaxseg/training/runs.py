@@ -50,7 +50,8 @@ RESUMABLE_FIELDS = (
   "keep_checkpoints",
   "num_pictures",
   "eval_batch_size",
-  "init_from",  # Only a fresh run reads it.
+  "init_from",  # Only a fresh run reads these two.
+  "init_from_new_layers",
   "conv_backend",
   "data.num_threads",
   "data.prefetch_batches",

@@ -18,6 +18,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
+from jaxseg import errors
 from jaxseg.data import get_dataset_spec
 from jaxseg.models import create_model, pretrained, published
 from jaxseg.parallel import sharding
@@ -117,12 +118,20 @@ def initial_values(config: ml_collections.ConfigDict, model: nn.Module, abstract
     found, target = pretrained.flatten_dict(variables), pretrained.flatten_dict(abstract)
     source = f"config.init_from={config.init_from!r} ({directory})"
     reinit = [k for k in target if k in found and found[k].shape != target[k].shape]
+    # New layers (the FCN paper's staged training: 16s from a trained 32s)
+    # keep their initialisation only when asked; else a missing array is an error.
+    new = [k for k in target if k not in found] if config.get("init_from_new_layers") else []
     values = {k: v for k, v in found.items() if k not in reinit}
-    pretrained.check_fits(values, {k: v for k, v in target.items() if k not in reinit}, source)
+    expected = {k: v for k, v in target.items() if k not in reinit and k not in new}
+    pretrained.check_fits(values, expected, source)
+    if not values:
+      raise errors.InvalidInput(f"{source} shares no array with the model")
     summary = f"Initialised from {directory}: {len(values)} of {len(target)} arrays"
     if reinit:
       changed = [f"{k} {found[k].shape}->{target[k].shape}" for k in reinit]
       summary += f"; re-initialised, shapes differ: {', '.join(changed)}"
+    if new:
+      summary += f"; new, not in the checkpoint, initialised: {', '.join(new)}"
     return values, summary
   if config.model.get("backbone_weights"):
     return pretrained.backbone_values(model, config.model.backbone_weights, abstract)

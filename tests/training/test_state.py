@@ -2,6 +2,7 @@
 starts from (`config.init_from`; backbone files are in test_pretrained.py)."""
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
@@ -62,3 +63,32 @@ def test_init_from_a_different_architecture_raises_naming_the_keys(data_dir, tmp
     loop.train_and_evaluate(config, str(tmp_path / "second"))
   with pytest.raises(FileNotFoundError, match="neither a jaxseg workdir"):
     loop.train_and_evaluate(tiny_config(data_dir, init_from=str(tmp_path)), str(tmp_path / "x"))
+
+
+def _tiny_fcn(data_dir, name, **overrides):
+  config = one_step_at_learning_rate_zero(data_dir, **overrides)
+  config.model = ml_collections.ConfigDict(
+    {"name": name, "backbone": "vgg16_bn", "width_divisor": 16, "fc_features": 16}
+  )
+  return config
+
+
+@pytest.mark.slow
+def test_staged_fcn_training_starts_16s_from_a_trained_32s(data_dir, tmp_path, capsys):
+  # The FCN paper's staged recipe: the finer net takes every array of the
+  # coarser one; its new skip starts at zero (so it starts as the coarser net).
+  first = str(tmp_path / "fcn32s")
+  loop.train_and_evaluate(_tiny_fcn(data_dir, "fcn32s"), first)
+  with pytest.raises(ValueError, match=r"missing from it \(2\): params/score_pool4/bias"):
+    loop.train_and_evaluate(_tiny_fcn(data_dir, "fcn16s", init_from=first), str(tmp_path / "x"))
+  second = str(tmp_path / "fcn16s")
+  config = _tiny_fcn(data_dir, "fcn16s", init_from=first, init_from_new_layers=True)
+  loop.train_and_evaluate(config, second)
+  out = capsys.readouterr().out
+  new = "params/score_pool4/bias, params/score_pool4/kernel"
+  assert f"new, not in the checkpoint, initialised: {new}" in out
+  before, after = saved_params(first), saved_params(second)
+  assert set(after) - set(before) == {"score_pool4/bias", "score_pool4/kernel"}
+  for key in before:
+    np.testing.assert_array_equal(after[key], before[key])
+  assert not np.any(after["score_pool4/kernel"]) and not np.any(after["score_pool4/bias"])
