@@ -188,6 +188,13 @@ def decoded_split(
 ) -> tuple[grain.MapDataset, _DecodeAndCheck]:
   """`split` as a random-access dataset of checked `{image, label}` examples at
   their own sizes, and the checker (which names examples in errors)."""
+  splits = sorted(builder.info.splits.keys())
+  if split not in splits:
+    name = config.data.folder if config.data.name == FOLDER else config.data.name
+    raise errors.InvalidInput(
+      f"{name} has no split {split!r} (config.data.train_split, eval_split or --split); "
+      f"its splits: {', '.join(splits)}"
+    )
   source = builder.as_data_source(split)
   check = _DecodeAndCheck(spec, config.data.name, split, len(source), config.data.channels)
   return grain.MapDataset.source(source).map_with_index(check), check
@@ -242,13 +249,18 @@ def resolve_input(config: ml_collections.ConfigDict, spec: DatasetSpec, builder)
 BAND_STATS_FILE = "band_stats.json"
 
 
-def band_statistics(config, spec: DatasetSpec, builder, *, recompute: bool = False) -> dict:
-  """Per-band mean and standard deviation of the training split's pixels,
-  read from `band_stats.json` beside the prepared dataset, or computed (one
-  pass, float64 sums) and written there."""
+def band_statistics(
+  config, spec: DatasetSpec, builder, *, split: str | None = None, recompute: bool = False
+) -> dict:
+  """Per-band mean and standard deviation of `split`'s pixels (default the
+  training split's), computed in one pass of float64 sums. The training
+  split's are what normalise the images: they are read from `band_stats.json`
+  beside the prepared dataset, or computed and written there; another split's
+  are computed and never stored."""
   path = os.path.join(builder.data_dir, BAND_STATS_FILE)
-  split = config.data.train_split or spec.train_split
-  if os.path.exists(path) and not recompute:
+  train_split = config.data.train_split or spec.train_split
+  split = split or train_split
+  if os.path.exists(path) and not recompute and split == train_split:
     with open(path) as f:
       stats = json.load(f)
     if stats.get("split") == split:
@@ -272,7 +284,7 @@ def band_statistics(config, spec: DatasetSpec, builder, *, recompute: bool = Fal
     "mean": [round(float(m), 4) for m in mean],
     "std": [round(float(s), 4) for s in std],
   }
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 and split == train_split:
     with open(path, "w") as f:
       json.dump(stats, f, indent=2)
   return stats

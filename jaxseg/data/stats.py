@@ -10,8 +10,8 @@ median-frequency-balancing weights (Eigen & Fergus 2015, as SegNet uses them:
 `median(f) / f_c`, where `f_c` is class c's pixels over the pixels of the
 images that contain c), ready for `--config.loss.class_weights`.
 
-It also measures each image band's mean and standard deviation over the
-training split and stores them beside the prepared dataset
+It also measures each image band's mean and standard deviation over the same
+split; the training split's are stored beside the prepared dataset
 (`band_stats.json`): training standardises multi-band and 16-bit images with
 them when `config.data.mean/std` are () (uint8 RGB keeps ImageNet's).
 """
@@ -117,9 +117,12 @@ def main(argv):
   weights = median_frequency_weights(stats["pixels"], stats["image_pixels"])
   print(f"\n{config.data.name} / {split}\n" + format_report(stats, spec.class_names, weights))
   if FLAGS.bands:
-    bands = pipeline.band_statistics(config, spec, builder, recompute=True)
+    bands = pipeline.band_statistics(config, spec, builder, split=split, recompute=True)
     print(format_bands(bands))
-    print(f"Stored in {os.path.join(builder.data_dir, pipeline.BAND_STATS_FILE)}")
+    if split == (config.data.train_split or spec.train_split):
+      print(f"Stored in {os.path.join(builder.data_dir, pipeline.BAND_STATS_FILE)}")
+    else:
+      print("Not stored: images are normalised with the training split's statistics")
 
 
 def format_bands(stats: dict) -> str:
