@@ -49,8 +49,8 @@ def export_run(
   if unknown or not formats:
     raise errors.InvalidInput(f"--format={','.join(formats)}: formats are {', '.join(FORMATS)}")
   config = runs.load_run_config(workdir)
-  step = runs.resolve_step(config, workdir, which)
-  model, variables = runs.load_variables(config, workdir, step)  # Baked in as constants.
+  # Baked in as constants.
+  step, model, variables = runs.load_readable_variables(config, workdir, which)
   norm = preprocessing.from_config(config)
   predict_fn = make_predict_fn(model, variables, norm)
   os.makedirs(output, exist_ok=True)

@@ -12,11 +12,13 @@ latest `keep` checkpoints are kept, plus the best by validation mIoU.
 
 import logging
 import os
+import sys
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers
 
 from jaxseg import errors
@@ -34,6 +36,23 @@ class _QuietUntrackedSaves(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_QuietUntrackedSaves())
+
+
+def _drop_closed_loop_callbacks(hook):
+  """A failed read of a damaged checkpoint leaves TensorStore callbacks that
+  reach Orbax's closed event loop later, each printing a traceback that says
+  nothing about the damage (named in one warning instead): drop only those."""
+
+  def unraisable(info):
+    error = info.exc_value
+    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+      return
+    hook(info)
+
+  return unraisable
+
+
+sys.unraisablehook = _drop_closed_loop_callbacks(sys.unraisablehook)
 
 
 class Checkpointer:
@@ -72,6 +91,38 @@ class Checkpointer:
 
   def best_step(self) -> int | None:
     return self._manager.best_step()
+
+  def restore_newest(self, abstract_state: Any) -> tuple[Any, int] | None:
+    """`(state, step)` of the newest checkpoint that reads completely, or None
+    when there is none at all. A damaged one (a file truncated or missing: a
+    full disk, a copy cut short) is named in one warning line and moved aside
+    to `STEP.damaged`, never deleted; a later save may then reuse its step.
+
+    Raises:
+      DamagedCheckpoint when every checkpoint is damaged.
+    """
+    steps = sorted(self.all_steps(), reverse=True)
+    for n, step in enumerate(steps):
+      try:
+        restored = self.restore(step, abstract_state)
+      except Exception:  # Orbax and TensorStore raise many types.
+        problem = damage(self.directory, step)
+        if problem is None:
+          raise  # It reads without this target: not damage (a mismatch, a bug).
+        moved = _set_aside(self.directory, step)
+        warn(f"checkpoint step {step} is damaged ({problem}); moved aside to {moved}")
+        continue
+      if n:
+        self._manager.reload()  # Forget the steps set aside.
+      return restored, step
+    self._manager.reload()
+    if steps:
+      raise DamagedCheckpoint(
+        f"no checkpoint in {self.directory} reads completely (steps {', '.join(map(str, steps))} "
+        f"were damaged and moved aside to STEP{DAMAGED_SUFFIX}); start the run in another "
+        "--workdir, or copy the checkpoints back if they can be repaired"
+      )
+    return None
 
   def restore(self, step: int, abstract_state: Any) -> Any:
     """Restores step `step` into the shardings of `abstract_state`.
@@ -172,12 +223,70 @@ def read_variables(path: str) -> tuple[dict[str, Any], str]:
   checkpoint, without the optimizer state; any mesh, no target needed.
 
   Returns `(variables, step_directory)`.
+
+  Raises:
+    DamagedCheckpoint naming the step directory when it does not read.
   """
   directory = _step_directory(path)
-  item = os.path.join(directory, "state")
+  try:
+    return _read(os.path.join(directory, "state"), ("params", "batch_stats")), directory
+  except Exception as e:  # Orbax and TensorStore raise many types.
+    raise DamagedCheckpoint(f"checkpoint {directory} is damaged ({_describe(e)})") from e
+
+
+class DamagedCheckpoint(errors.InvalidInput):
+  """A checkpoint's files do not read completely (truncated or missing)."""
+
+
+DAMAGED_SUFFIX = ".damaged"
+
+
+def damage(root: str, step: int) -> str | None:
+  """What is wrong with the checkpoint of `step` under `root`, read whole
+  without a target (every array of the state); None if it reads completely."""
+  try:
+    _read(os.path.join(root, str(step), "state"), None)
+  except Exception as e:  # Orbax and TensorStore raise many types.
+    return _describe(e)
+  return None
+
+
+def warn(message: str) -> None:
+  """One `warning:` line on stderr from process 0."""
+  if jax.process_index() == 0:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _read(item: str, keys: tuple[str, ...] | None) -> dict[str, Any]:
+  """The arrays of a checkpoint item as numpy arrays: those under `keys`, or all."""
   reader = ocp.PyTreeCheckpointer()
-  tree = reader.metadata(item).item_metadata.tree
-  subset = {k: tree[k] for k in ("params", "batch_stats") if k in tree}
+  metadata = reader.metadata(item)
+  if metadata is None or metadata.item_metadata is None or metadata.item_metadata.tree is None:
+    raise errors.MissingInput(f"{item}: its metadata (_METADATA) does not read")
+  tree = metadata.item_metadata.tree
+  subset = {k: tree[k] for k in keys if k in tree} if keys else tree
   restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), subset)
   args = ocp.args.PyTreeRestore(item=subset, restore_args=restore_args, partial_restore=True)
-  return reader.restore(item, args=args), directory
+  return reader.restore(item, args=args)
+
+
+def _describe(error: BaseException) -> str:
+  return errors.summary(error, limit=160)
+
+
+def _set_aside(root: str, step: int) -> str:
+  """Renames step `step`'s directory to `STEP.damaged` (process 0, all
+  processes waiting for it); returns the new path."""
+  source = os.path.join(root, str(step))
+  target = source + DAMAGED_SUFFIX
+  n = 1
+  while os.path.exists(target):  # Damaged before, at the same step.
+    n += 1
+    target = f"{source}{DAMAGED_SUFFIX}.{n}"
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"jaxseg_set_aside_{step}_before")
+  if jax.process_index() == 0:
+    os.rename(source, target)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f"jaxseg_set_aside_{step}_after")
+  return target

@@ -153,13 +153,14 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
 
 
 def restore_or_initialise(ckpt: checkpoint.Checkpointer, setup: state.Setup):
-  """`(state, step)`: the latest checkpoint restored into the state's
-  shardings, or a fresh state at step 0."""
-  start_step = ckpt.latest_step()
-  if start_step is None:
-    return setup.init_state(), 0
+  """`(state, step)`: the newest checkpoint that reads completely, restored
+  into the state's shardings (damaged ones set aside, each named in a
+  warning), or a fresh state at step 0."""
   target = checkpoint.abstract_with_shardings(setup.abstract_state, setup.state_sharding)
-  restored = ckpt.restore(start_step, target)
+  newest = ckpt.restore_newest(target)
+  if newest is None:
+    return setup.init_state(), 0
+  restored, start_step = newest
   logging.info("Resumed from %s at step %d", ckpt.directory, start_step)
   if jax.process_index() == 0:
     print(f"Resuming from step {start_step} ({ckpt.directory})")

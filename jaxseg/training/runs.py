@@ -107,7 +107,9 @@ def check_resume(workdir: str, config: ml_collections.ConfigDict, abstract_state
         f"config: {listed}; {advice}"
       )
     changed = {k: v for k, v in differ.items() if k in RESUMABLE_FIELDS}
-  stored = checkpoint.stored_variable_shapes(workdir, steps[-1])
+  stored = _newest_stored_shapes(workdir, steps)
+  if stored is None:
+    return changed  # No checkpoint reads; restoring says so, naming each.
   wanted = {
     k: tuple(v.shape)
     for k, v in pretrained.flatten_dict(
@@ -128,6 +130,16 @@ def check_resume(workdir: str, config: ml_collections.ConfigDict, abstract_state
       f"({shown}); {advice}"
     )
   return changed
+
+
+def _newest_stored_shapes(workdir: str, steps: list[int]) -> dict | None:
+  """The variable shapes of the newest of `steps` whose metadata reads."""
+  for step in reversed(steps):
+    try:
+      return checkpoint.stored_variable_shapes(workdir, step)
+    except Exception:  # Damaged; restoring names it and sets it aside.
+      continue
+  return None
 
 
 def resolve_step(config: ml_collections.ConfigDict, workdir: str, which: str) -> int:
@@ -172,6 +184,30 @@ def load_variables(
   return model, variables
 
 
+def load_readable_variables(
+  config: ml_collections.ConfigDict, workdir: str, which: str
+) -> tuple[int, nn.Module, dict]:
+  """`(step, model, variables)` of checkpoint `which` ('best', 'latest' or a
+  number). When 'best' or 'latest' is damaged, a warning names it (it is left
+  in place) and the newest other checkpoint that reads is used; a damaged
+  numbered step is an error."""
+  step = resolve_step(config, workdir, which)
+  candidates = [step]
+  if not which.isdigit():
+    candidates += [s for s in reversed(checkpoint.saved_steps(workdir)) if s != step]
+  for n, candidate in enumerate(candidates):
+    try:
+      return candidate, *load_variables(config, workdir, candidate)
+    except checkpoint.DamagedCheckpoint as e:
+      if len(candidates) == 1:
+        raise
+      more = "the newest other one that reads" if n + 1 < len(candidates) else "none left"
+      checkpoint.warn(f"{e}; left in place, using {more}")
+  raise checkpoint.DamagedCheckpoint(
+    f"no checkpoint of {workdir} reads completely (steps {', '.join(map(str, candidates))})"
+  )
+
+
 def load_train_state(
   config: ml_collections.ConfigDict, workdir: str, step: int | None = None
 ) -> tuple[nn.Module, state.TrainState]:
@@ -192,8 +228,7 @@ def load_train_state(
 def load_model(workdir: str, which: str = "best"):
   """`(config, step, model, variables)` of the run in `workdir` at checkpoint `which`."""
   config = load_run_config(workdir)
-  step = resolve_step(config, workdir, which)
-  model, variables = load_variables(config, workdir, step)
+  step, model, variables = load_readable_variables(config, workdir, which)
   return config, step, model, variables
 
 
