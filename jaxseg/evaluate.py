@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from jaxseg import cli, inference
 from jaxseg.data import pipeline, preprocessing
 from jaxseg.scoring import boundary, metrics, pictures, tables, writers
+from jaxseg.training import lock as workdir_lock
 from jaxseg.training import runs
 
 FLAGS = flags.FLAGS
@@ -38,7 +39,13 @@ def define_flags() -> None:
 def main(argv):
   del argv
   cli.quiet_logging()
-  workdir = FLAGS.workdir
+  # It writes metrics.json and a picture into the run: not beside a live writer.
+  with workdir_lock.hold(FLAGS.workdir, "evaluate", create=False):
+    evaluate_run(FLAGS.workdir)
+
+
+def evaluate_run(workdir: str) -> None:
+  """Scores the run in `workdir` as the flags say and writes the results there."""
   config, step, predict_fn = runs.load_predictor(workdir, FLAGS.checkpoint)
   spec, builder = pipeline.prepare(config)
   split = FLAGS.split or config.data.eval_split or spec.eval_split

@@ -24,6 +24,7 @@ from jaxseg.parallel import distributed, sharding
 from jaxseg.scoring import boundary, writers
 from jaxseg.scoring import objective as objectives
 from jaxseg.training import checkpoint, evaluation, progress, runs, state, steps
+from jaxseg.training import lock as workdir_lock
 
 NonFiniteLossError = progress.NonFiniteLossError  # Raised by a run whose loss diverged.
 
@@ -38,6 +39,7 @@ class Experiment(NamedTuple):
     decision: `(foreground, threshold)` (`inference.decision`).
     objective: the loss (`scoring.objective`).
     setup: model, optimizer and the state's layout (`state.build`).
+    lock: this process's hold on the workdir (`training.lock`).
   """
 
   config: ml_collections.ConfigDict
@@ -47,6 +49,7 @@ class Experiment(NamedTuple):
   decision: tuple
   objective: objectives.Objective
   setup: state.Setup
+  lock: workdir_lock.Held
 
 
 def train_and_evaluate(
@@ -68,8 +71,17 @@ def train_and_evaluate(
     stopped before the end without evaluating, just `step` (and `stopped_by`,
     the signal's name, when a signal stopped it).
   """
-  t_start, is_main = time.perf_counter(), jax.process_index() == 0
+  t_start = time.perf_counter()
   ex = prepare(config, workdir)
+  try:
+    return _train(ex, workdir, stop_at_step, t_start)
+  finally:
+    ex.lock.release()
+
+
+def _train(ex: "Experiment", workdir: str, stop_at_step: int | None, t_start: float) -> dict:
+  """`train_and_evaluate` once the workdir is held."""
+  config, is_main = ex.config, jax.process_index() == 0
   model, optimizer, _, _, state_sharding = ex.setup
   ckpt = checkpoint.for_run(workdir, config)
   train_state, start_step = restore_or_initialise(ckpt, ex.setup)
@@ -132,8 +144,9 @@ def train_and_evaluate(
 
 def prepare(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
   """Checks `config` and builds what the run needs, before anything compiles;
-  a resumed run must be the experiment its checkpoints hold (checked before
-  anything in `workdir` is written). Then writes `config.json`."""
+  takes the workdir (one live process at a time); a resumed run must be the
+  experiment its checkpoints hold (checked before anything in `workdir` is
+  written). Then writes `config.json`."""
   config_checks.check_numbers(config)
   mesh = sharding.make_mesh(config)
   sharding.check_batch_layout(config, mesh)
@@ -142,14 +155,18 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> Experiment:
   decision = inference.decision(config, spec.class_names)
   objective = objectives.from_config(config, spec.num_classes, spec.ignore_label, decision[0])
   setup = state.build(config, spec.num_classes, mesh)
-  changed = runs.check_resume(workdir, config, setup.abstract_state)
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-    if changed:
-      _record_resume_changes(workdir, changed)
-  return Experiment(config, mesh, spec, builder, decision, objective, setup)
+  held = workdir_lock.hold(workdir, "training")
+  try:
+    changed = runs.check_resume(workdir, config, setup.abstract_state)
+    if jax.process_index() == 0:
+      with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(config.to_json_best_effort(indent=2))
+      if changed:
+        _record_resume_changes(workdir, changed)
+  except BaseException:
+    held.release()
+    raise
+  return Experiment(config, mesh, spec, builder, decision, objective, setup, held)
 
 
 def restore_or_initialise(ckpt: checkpoint.Checkpointer, setup: state.Setup):
