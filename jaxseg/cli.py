@@ -32,8 +32,9 @@ def run(main: Callable[[list[str]], None]) -> None:
   """Starts a command line: jaxseg's XLA flags, then absl with `parse_flags`.
 
   An `errors.UserError` ends it with one line, `error: <message>`, and exit
-  status 2 (`JAXSEG_TRACEBACK=1` shows the traceback as well); any other
-  exception is a bug and keeps its traceback.
+  status 2 (`JAXSEG_TRACEBACK=1` shows the traceback as well); Ctrl-C with
+  `interrupted` and status 130; any other exception is a bug and keeps its
+  traceback.
   """
   jaxseg.set_xla_flags()
   app.run(functools.partial(report_user_errors, main), flags_parser=parse_flags)
@@ -51,6 +52,11 @@ def report_user_errors(main: Callable[[list[str]], None], argv: list[str]) -> No
     clear = "\r\033[K" if sys.stderr.isatty() else ""
     print(f"{clear}error: {e}", file=sys.stderr)
     sys.exit(2)
+  except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where a command turns it into one.
+    if os.environ.get("JAXSEG_TRACEBACK"):
+      raise
+    print("\ninterrupted", file=sys.stderr)
+    sys.exit(130)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

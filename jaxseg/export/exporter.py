@@ -44,7 +44,12 @@ def export_run(
   formats=("stablehlo",),
 ) -> str:
   """Exports the run in `workdir` to `output` in `formats`, each checked
-  against the training code; returns the first format's path."""
+  against the training code; returns the first format's path.
+
+  Everything is written and checked in `OUTPUT.partial` first and moved into
+  `output` at the end, `metadata.json` last: a killed or failed export never
+  leaves a complete-looking `model.onnx`, SavedModel or TFLite file.
+  """
   unknown = sorted(set(formats) - set(FORMATS))
   if unknown or not formats:
     raise errors.InvalidInput(f"--format={','.join(formats)}: formats are {', '.join(FORMATS)}")
@@ -53,15 +58,31 @@ def export_run(
   step, model, variables = runs.load_readable_variables(config, workdir, which)
   norm = preprocessing.from_config(config)
   predict_fn = make_predict_fn(model, variables, norm)
-  os.makedirs(output, exist_ok=True)
+  staging = os.path.normpath(output) + ".partial"
+  shutil.rmtree(staging, ignore_errors=True)  # Left by a killed export.
+  try:
+    what = f"the {config.model.name} run in {workdir}"
+    run = (config, step, model, variables, norm, predict_fn)
+    names = _write_all(*run, staging, size, platforms, formats, what=what)
+    _move_into(staging, output)
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return os.path.join(output, names[0])
+
+
+def _write_all(config, step, model, variables, norm, predict_fn, output, size, platforms,
+               formats, *, what) -> list[str]:  # fmt: skip
+  """Writes and checks every format, `metadata.json` and the serving files
+  into `output`; returns the formats' file names, in `formats`' order."""
+  with failing_as_one_line(what, "writing"):
+    os.makedirs(output, exist_ok=True)
   written, paths, platforms_written = {}, [], None
-  what = f"the {config.model.name} run in {workdir}"
   if "stablehlo" in formats:
     with failing_as_one_line(what, "stablehlo"):
       written["stablehlo"], platforms_written = _write_stablehlo(
         model, variables, norm, output, size, platforms, predict_fn
       )
-    paths.append(os.path.join(output, "model.jax"))
+    paths.append("model.jax")
   for name, (save, run_export, path) in WRITERS.items():
     if name in formats:
       with failing_as_one_line(what, name):
@@ -69,16 +90,34 @@ def export_run(
         run = functools.partial(run_export, output)
         shapes = _check_shapes(size, written[name]["symbolic_size"])
         written[name]["check"] = parity.check(run, predict_fn, norm, shapes, name)
-      paths.append(os.path.join(output, path))
+      paths.append(path)
   metadata = _metadata(config, step, norm, size, written)
   if platforms_written is not None:
     metadata["platforms"] = platforms_written
-  with open(os.path.join(output, "metadata.json"), "w") as f:
-    json.dump(metadata, f, indent=2)
-  here = os.path.dirname(__file__)
-  for script in sorted({"serving.py", *(SERVING_FILES[name] for name in formats)}):
-    shutil.copy(os.path.join(here, script), output)
-  return paths[0]
+  with failing_as_one_line(what, "writing"):
+    with open(os.path.join(output, "metadata.json"), "w") as f:
+      json.dump(metadata, f, indent=2)
+    here = os.path.dirname(__file__)
+    for script in sorted({"serving.py", *(SERVING_FILES[name] for name in formats)}):
+      shutil.copy(os.path.join(here, script), output)
+  return paths
+
+
+def _move_into(staging: str, output: str) -> None:
+  """Moves every entry of `staging` into `output` (replacing what is there),
+  `metadata.json` last; a new `output` is the staging directory renamed."""
+  try:
+    if not os.path.exists(output):
+      os.rename(staging, output)
+      return
+    entries = sorted(os.listdir(staging), key=lambda name: name == "metadata.json")
+    for name in entries:
+      target = os.path.join(output, name)
+      if os.path.isdir(target) and not os.path.islink(target):
+        shutil.rmtree(target)
+      os.replace(os.path.join(staging, name), target)
+  except OSError as e:
+    raise errors.ExportFailed(f"moving the export into {output}: {e}") from e
 
 
 @contextlib.contextmanager

@@ -11,10 +11,12 @@ rate, variable or not); per-frame label maps are palette PNGs as
 `jaxseg.predict` writes for images.
 """
 
+import contextlib
 import dataclasses
 import fractions
 import os
 import queue
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -134,7 +136,7 @@ class VideoWriter:
   def __init__(self, path: str, clip: Clip, quality: int = 20):
     import av
 
-    self.container = av.open(path, mode="w")
+    self.container = av.open(path, mode="w", format="mp4")  # Whatever the file name.
     rate = clip.rate.limit_denominator(1001)  # Rate control's nominal rate.
     self.stream = self.container.add_stream("libx264", rate=rate)
     self.stream.width, self.stream.height = clip.width, clip.height
@@ -301,17 +303,26 @@ def predict_clip(
 ) -> tuple[str, Timing]:
   """`clip` segmented into `output/<name>_overlay.mp4` (and, with
   `label_frames`, one label PNG per frame in `output/<name>_labels/`), with a
-  progress bar. Returns the video's path and where the time went."""
+  progress bar. Returns the video's path and where the time went.
+
+  The video is written as `.<name>_overlay.mp4.writing` and renamed when
+  complete, so a kill -9 never leaves a file under the final name. Stopped
+  early (Ctrl-C, SIGTERM, an error), the frames done are closed into a
+  playable `<name>_overlay_partial.mp4`, said in one line, and the
+  interruption goes on.
+  """
   from tqdm.auto import tqdm
 
   out_path = os.path.join(output, f"{clip.name}_overlay.mp4")
+  writing = os.path.join(output, f".{clip.name}_overlay.mp4.writing")
+  partial = os.path.join(output, f"{clip.name}_overlay_partial.mp4")
   label_dir = os.path.join(output, f"{clip.name}_labels") if label_frames else ""
   writer, all_pts = None, []
 
   def write(pts, frames, frame_labels):
     nonlocal writer
     if writer is None:  # Opened on the first frame: an empty clip leaves no file.
-      writer = VideoWriter(out_path, clip)
+      writer = VideoWriter(writing, clip)
       if label_dir:
         os.makedirs(label_dir, exist_ok=True)
     for p, frame, label in zip(pts, frames, frame_labels, strict=True):
@@ -322,13 +333,51 @@ def predict_clip(
 
   with tqdm(total=clip.num_frames or None, unit="frame", desc=clip.name) as bar:
     try:
-      timing = segment_clip(clip, label_fn, batch_size=batch_size, write=write, progress=bar.update)
-    finally:
+      with _sigterm_as_interrupt():
+        timing = segment_clip(
+          clip, label_fn, batch_size=batch_size, write=write, progress=bar.update
+        )
+    except BaseException:
+      bar.close()
       if writer is not None:
-        writer.close()
+        _keep_partial(writer, writing, partial, len(all_pts), clip.num_frames)
+      raise
+    if writer is not None:
+      writer.close()
+      os.replace(writing, out_path)
   print(f"{out_path}: {timing.frames} frames" + (f", labels in {label_dir}" if label_dir else ""))
   _describe_timestamps(clip, all_pts)
   return out_path, timing
+
+
+def _keep_partial(writer, writing: str, partial: str, done: int, total: int) -> None:
+  """Closes a video stopped early into a playable file named as partial."""
+  of = f" of {total}" if total else ""
+  try:
+    writer.close()
+    os.replace(writing, partial)
+  except Exception as e:  # The write that stopped it (a full disk) may stop this too.
+    print(f"stopped after {done}{of} frames; {writing} could not be closed: {e}")
+    return
+  print(f"stopped: the {done}{of} frames done are in {partial} (partial)")
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+  """SIGTERM (a job scheduler's stop) raises KeyboardInterrupt, as Ctrl-C
+  does, so the frames done are kept; only in the main thread."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+
+  def interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+  previous = signal.signal(signal.SIGTERM, interrupt)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 def _describe_timestamps(clip: Clip, pts: list[int]) -> None:

@@ -1,6 +1,7 @@
 """`python -m jaxseg.export`: a run serialised, served without jaxseg installed."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -186,3 +187,28 @@ def test_tflite_takes_every_network_of_the_zoo(name, tmp_path):
   predict_fn = inference.make_predict_fn(model, variables, norm)
   check = parity.check(run, predict_fn, norm, [(1, 64, 96)], "tflite")
   assert check["max_abs_diff"] <= 1e-3 * max(1.0, check["max_abs_logit"])
+
+
+def test_a_failed_export_leaves_no_file_under_its_final_name(trained_run, tmp_path, monkeypatch):
+  """Formats are written and checked in OUTPUT.partial and moved in at the
+  end: an export stopped after writing model.onnx (here its check fails, as a
+  kill would stop it) leaves nothing under `output`, and a failed re-export
+  leaves the previous export as it was."""
+  workdir, _ = trained_run
+  out_dir = tmp_path / "export"
+  exporter.export_run(workdir, str(out_dir), size=(64, 64), formats=("stablehlo",))
+  before = sorted(os.listdir(out_dir))
+
+  def failing_check(*args, **kwargs):
+    assert os.path.exists(tmp_path / "export.partial" / "model.onnx")  # Written, then stopped.
+    raise RuntimeError("stopped")
+
+  monkeypatch.setattr(exporter.parity, "check", failing_check)
+  with pytest.raises(errors.ExportFailed, match="the onnx export failed: stopped"):
+    exporter.export_run(workdir, str(out_dir), size=(64, 64), formats=("onnx",))
+  assert sorted(os.listdir(out_dir)) == before and "model.onnx" not in before
+  assert not os.path.exists(tmp_path / "export.partial")
+  fresh = tmp_path / "fresh"
+  with pytest.raises(errors.ExportFailed):
+    exporter.export_run(workdir, str(fresh), size=(64, 64), formats=("onnx",))
+  assert not os.path.exists(fresh)
