@@ -63,6 +63,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Compute dtype: "float32", or "bfloat16" (parameters, optimizer state, loss
   # and metrics stay float32).
   config.dtype = "float32"
+  # A step whose loss or gradient is NaN or infinite stops the run, naming the
+  # step and the likely cause; True skips such steps (state unchanged), counted.
+  config.skip_nonfinite_steps = False
   # What runs convolutions on the CPU backend: "auto" (oneDNN where its library
   # was built at install and the process has one CPU device, else XLA),
   # "onednn" (an error where it was not built) or "xla". GPU, TPU and exported

@@ -107,6 +107,7 @@ def _train(ex: "Experiment", workdir: str, stop_at_step: int | None, t_start: fl
   log = progress.TrainLog(writer, start_step=start_step, last_step=last_step,
                           batch_size=config.batch_size, enabled=is_main)  # fmt: skip
   result, stop, stopped_by, step = None, distributed.StopRequest(), None, start_step
+  guard = progress.FiniteGuard(config, enabled=is_main)
   # The previous step's metrics and stop flag, read one step late to keep the device busy.
   pending = pending_stop = None
   try:
@@ -116,18 +117,18 @@ def _train(ex: "Experiment", workdir: str, stop_at_step: int | None, t_start: fl
       host_batch["stop"] = np.full(len(host_batch["image"]), stop.requested)
       train_state, step_metrics = train_step(train_state, sharding.to_global(host_batch, ex.mesh))
       if pending is not None:
-        progress.check_finite(*pending)
+        guard.check(*pending)
         if bool(pending_stop):  # Seen by any process in the previous step: all stop after this.
           stopped_by = stop.signal_name or "a signal to another process"
       pending_stop = step_metrics.pop("stop")
-      pending = (step, step_metrics)
+      pending = (step, {**step_metrics, "finite_input": step_metrics.pop("finite_input")})
       log.add(step, step_metrics)
       is_last = step == last_step or stopped_by is not None
       if step % config.log_every_steps == 0 or is_last:
-        progress.check_finite(*pending)
+        guard.check(*pending)
         log.write(step)
       if _saves(step, is_last, config):
-        progress.check_finite(*pending)  # A state whose loss is not finite is never saved.
+        guard.check(*pending)  # A state whose loss is not finite is never saved.
         result = _evaluate_and_save(ckpt, evaluate, train_state, step, is_last, config) or result
       if stopped_by is not None:
         break
@@ -139,6 +140,8 @@ def _train(ex: "Experiment", workdir: str, stop_at_step: int | None, t_start: fl
     ckpt.wait_until_finished()
     ckpt.close()
     writer.close()
+  if guard.skipped and is_main:
+    print(f"{guard.skipped} steps with a non-finite loss or gradient skipped (this session)")
   return _report_end(config, workdir, ckpt, result, step, last_step, stopped_by, t_start)
 
 

@@ -14,16 +14,55 @@ from jaxseg import errors
 
 
 class NonFiniteLossError(errors.UserError, FloatingPointError):
-  """The loss became NaN or infinite; the state of that step is not saved."""
+  """The loss or the gradient became NaN or infinite; the state of that step
+  is not saved."""
 
 
-def check_finite(step: int, step_metrics: dict) -> None:
-  """Raises `NonFiniteLossError` if the loss of `step` is NaN or infinite."""
-  loss = float(step_metrics["loss"])
-  if not math.isfinite(loss):
-    raise NonFiniteLossError(
-      f"Loss is {loss} at step {step}; stopping without checkpointing that state. "
-      "Lower config.learning_rate or check the input data."
+class FiniteGuard:
+  """Checks each step's loss and gradient norm, one step late (read as the
+  next step runs). A NaN or Inf stops the run with `NonFiniteLossError`,
+  whose one line names the step and the likely cause; with
+  `config.skip_nonfinite_steps` the step was skipped on the device and is
+  counted here instead."""
+
+  def __init__(self, config, *, enabled: bool):
+    self.config, self.enabled = config, enabled
+    self.skip = bool(config.get("skip_nonfinite_steps", False))
+    self.skipped, self._checked = 0, 0
+
+  def check(self, step: int, step_metrics: dict) -> None:
+    if step <= self._checked:
+      return
+    self._checked = step
+    if not step_metrics["nonfinite"]:
+      return
+    if self.skip:
+      self.skipped += 1
+      if self.enabled:
+        tqdm.write(
+          f"step {step}: loss {float(step_metrics['loss'])}, gradient norm "
+          f"{float(step_metrics['grad_norm'])}: skipped ({self.skipped} so far)"
+        )
+      return
+    raise NonFiniteLossError(self.describe(step, step_metrics))
+
+  def describe(self, step: int, step_metrics: dict) -> str:
+    loss, norm = float(step_metrics["loss"]), float(step_metrics["grad_norm"])
+    lr = float(step_metrics["learning_rate"])
+    what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {norm} (loss {loss})"
+    if not bool(step_metrics["finite_input"]):
+      cause = (
+        "the batch holds NaN or infinite pixel values (a nodata value in float images?): "
+        "fix the data"
+      )
+    else:
+      cause = f"learning rate {lr:.3g} at this step too high: lower config.learning_rate"
+      if self.config.dtype != "float32":
+        cause += f", or train in float32 (config.dtype={self.config.dtype} overflows sooner)"
+      cause += "; labels outside the classes are refused when read, so not them"
+    return (
+      f"{what} at step {step}; stopped without saving that state (the last checkpoint is "
+      f"kept). Likely cause: {cause}. --config.skip_nonfinite_steps=True skips such steps"
     )
 
 

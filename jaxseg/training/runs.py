@@ -53,6 +53,7 @@ RESUMABLE_FIELDS = (
   "init_from",  # Only a fresh run reads these two.
   "init_from_new_layers",
   "conv_backend",
+  "skip_nonfinite_steps",
   "data.num_threads",
   "data.prefetch_batches",
   "evaluation.mode",

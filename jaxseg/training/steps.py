@@ -31,6 +31,7 @@ def train_step(
   norm: preprocessing.Normalization,
   objective: objectives.Objective,
   micro_batches: int = 1,
+  skip_nonfinite: bool = False,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
   """One SGD step: augment on device, forward, loss, backward, update.
 
@@ -40,6 +41,12 @@ def train_step(
   (`gradients.loss_and_grads`). A `stop` entry in the batch (a flag per
   example) comes back as the metric `stop`, true if any process set it, so
   that all processes agree on when to stop.
+
+  The metric `nonfinite` says the loss or the gradient was NaN or infinite;
+  with `skip_nonfinite` (`config.skip_nonfinite_steps`) such a step leaves
+  the parameters, statistics and optimizer state as they were (the step
+  count, hence the data and the schedule, still advance). `finite_input`
+  says whether the batch's pixels were all finite.
   """
   aug_rng, dropout_rng = jax.random.split(jax.random.fold_in(rng, state.step))
   image, label = augment.augment_batch(
@@ -62,17 +69,28 @@ def train_step(
     forward, state.params, state.batch_stats, image, label, dropout_rng, objective, micro_batches
   )
   updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
+  grad_norm = optax.global_norm(grads)
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   new_state = TrainState(
     step=state.step + 1,
     params=optax.apply_updates(state.params, updates),
     batch_stats=batch_stats,
     opt_state=opt_state,
   )
+  if skip_nonfinite:
+    keep = lambda new, old: jnp.where(finite, new, old)
+    new_state = new_state.replace(
+      params=jax.tree.map(keep, new_state.params, state.params),
+      batch_stats=jax.tree.map(keep, new_state.batch_stats, state.batch_stats),
+      opt_state=jax.tree.map(keep, new_state.opt_state, state.opt_state),
+    )
   step_metrics = {
     "loss": loss,
     **parts,
-    "grad_norm": optax.global_norm(grads),
+    "grad_norm": grad_norm,
     "learning_rate": optimizer.schedule(state.step),
+    "nonfinite": (~finite).astype(jnp.float32),
+    "finite_input": jnp.all(jnp.isfinite(batch["image"])),
   }
   if "stop" in batch:
     step_metrics["stop"] = jnp.any(batch["stop"])
@@ -109,6 +127,7 @@ def jit_train_step(
     norm=preprocessing.from_config(config),
     objective=objective,
     micro_batches=config.grad_accum_steps,
+    skip_nonfinite=config.get("skip_nonfinite_steps", False),
   )
   return jax.jit(
     step,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxseg.training import loop, runs
+from jaxseg.training import loop, progress, runs
 from tests.helpers import logged_losses, tiny_config
 
 
@@ -65,6 +65,38 @@ def test_non_finite_loss_stops_the_run_without_saving_it(data_dir, tmp_path):
   config = tiny_config(data_dir, learning_rate=1e30, num_train_steps=8, checkpoint_every_steps=1)
   with pytest.raises(loop.NonFiniteLossError, match=r"at step (\d+)") as info:
     loop.train_and_evaluate(config, workdir)
-  bad_step = int(re.search(r"at step (\d+)", str(info.value)).group(1))
+  message = str(info.value)
+  bad_step = int(re.search(r"at step (\d+)", message).group(1))
+  assert "Likely cause: learning rate" in message and "lower config.learning_rate" in message
+  assert "\n" not in message
   saved = [int(d) for d in os.listdir(os.path.join(workdir, "checkpoints")) if d.isdigit()]
-  assert all(s < bad_step for s in saved)
+  assert saved and all(s < bad_step for s in saved)
+
+
+@pytest.mark.slow
+def test_skip_nonfinite_steps_keeps_the_state_and_counts_them(data_dir, tmp_path, capsys):
+  workdir = str(tmp_path / "run")
+  config = tiny_config(data_dir, learning_rate=1e30, num_train_steps=6, checkpoint_every_steps=1,
+                       eval_every_steps=6, skip_nonfinite_steps=True)  # fmt: skip
+  result = loop.train_and_evaluate(config, workdir)
+  out = capsys.readouterr().out
+  skipped = int(re.search(r"(\d+) steps with a non-finite loss or gradient skipped", out).group(1))
+  assert 1 <= skipped <= 5 and result["step"] == 6
+  _, state = runs.load_train_state(config, workdir, 6)
+  assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
+
+
+def test_a_non_finite_step_names_its_likely_cause():
+  guard = progress.FiniteGuard(tiny_config("", dtype="bfloat16"), enabled=False)
+  metrics = {"loss": np.float32("nan"), "grad_norm": np.float32("nan"), "learning_rate": 0.5,
+             "nonfinite": np.float32(1), "finite_input": np.bool_(True)}  # fmt: skip
+  with pytest.raises(progress.NonFiniteLossError) as info:
+    guard.check(7, metrics)
+  message = str(info.value)
+  assert message.startswith("loss nan at step 7; stopped without saving that state")
+  assert "learning rate 0.5 at this step" in message and "config.dtype=bfloat16" in message
+  metrics.update(loss=np.float32(2.0), grad_norm=np.float32("inf"), finite_input=np.bool_(False))
+  message = guard.describe(8, metrics)
+  assert message.startswith("gradient norm inf (loss 2.0) at step 8")
+  assert "NaN or infinite pixel values" in message
+  guard.check(7, {**metrics, "nonfinite": np.float32(1)})  # A step is checked once.
