@@ -52,6 +52,11 @@ def report_user_errors(main: Callable[[list[str]], None], argv: list[str]) -> No
     clear = "\r\033[K" if sys.stderr.isatty() else ""
     print(f"{clear}error: {e}", file=sys.stderr)
     sys.exit(2)
+  except OSError as e:  # A full disk or no permission, wherever it was met.
+    if e.errno not in errors.WRITE_ERRNOS or os.environ.get("JAXSEG_TRACEBACK"):
+      raise
+    print(f"error: {errors.write_failed(e.filename or 'a file', e)}", file=sys.stderr)
+    sys.exit(2)
   except KeyboardInterrupt:  # Ctrl-C, or SIGTERM where a command turns it into one.
     if os.environ.get("JAXSEG_TRACEBACK"):
       raise

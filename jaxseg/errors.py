@@ -6,6 +6,8 @@ is a bug and keeps its traceback. Each subclasses the built-in error it
 refines, so `except ValueError` still catches `InvalidInput`.
 """
 
+import errno
+
 
 class UserError(Exception):
   """Something the user can fix; the message names the key, file or example."""
@@ -32,3 +34,22 @@ def summary(error: BaseException, limit: int = 300) -> str:
   marked = [line.rsplit("error: ", 1)[1] for line in lines if "error: " in line]
   text = (marked or lines or [type(error).__name__])[0]
   return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class WriteFailed(UserError, OSError):
+  """A file or checkpoint could not be written (no space left, a file-size
+  limit, no permission); the message names the path. What was written before
+  it is intact."""
+
+
+WRITE_ERRNOS = frozenset(
+  getattr(errno, name)
+  for name in ("ENOSPC", "EDQUOT", "EFBIG", "EACCES", "EPERM", "EROFS")
+  if hasattr(errno, name)
+)
+
+
+def write_failed(path: str, error: BaseException) -> WriteFailed:
+  """`WriteFailed` naming `path` and why, for an error raised writing it."""
+  reason = getattr(error, "strerror", None) or summary(error, limit=200)
+  return WriteFailed(f"could not write {path}: {reason}")

@@ -16,7 +16,7 @@ import time
 from absl import flags
 from tqdm.auto import tqdm
 
-from jaxseg import cli, inference
+from jaxseg import cli, files, inference
 from jaxseg.data import pipeline, preprocessing
 from jaxseg.scoring import boundary, metrics, pictures, tables, writers
 from jaxseg.training import lock as workdir_lock
@@ -93,7 +93,7 @@ def evaluate_run(workdir: str) -> None:
   record.update(split=split, checkpoint=FLAGS.checkpoint, **{k: v for k, v in options.items()})
   writers.update_evaluation(os.path.join(workdir, "metrics.json"), record)
   picture = os.path.join(workdir, f"confusion_{split}.png")
-  pictures.confusion_image(confusion, spec.class_names).save(picture)
+  files.save_image(pictures.confusion_image(confusion, spec.class_names), picture)
   print(f"Wrote {os.path.join(workdir, 'metrics.json')} (evaluation) and {picture}")
 
 

@@ -53,6 +53,18 @@ def tiny_config(data_dir: str, **overrides):
   return config
 
 
+def tiny_flags(data_dir: str, **overrides) -> list[str]:
+  """`--config.KEY=VALUE` flags of `tiny_config(data_dir, **overrides)` for
+  a `jaxseg.main` command line."""
+  values = {
+    "data.variant": "tiny", "data.data_dir": data_dir, "model.backbone_width": 8,
+    "model.head_channels": 16, "model.aux_channels": 8, "crop_size": "(64,64)",
+    "batch_size": 8, "eval_batch_size": 8, "num_train_steps": 4, "warmup_steps": 1,
+    "log_every_steps": 1, "eval_every_steps": 4, "checkpoint_every_steps": 2, **overrides,
+  }  # fmt: skip
+  return ["--config=configs/default.py", *(f"--config.{k}={v}" for k, v in values.items())]
+
+
 def logged_losses(workdir: str) -> dict[int, float]:
   """Per-step training loss a run logged (the latest record of a step logged twice)."""
   return {r["step"]: r["train/loss"] for r in writers.read_scalars(workdir) if "train/loss" in r}

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from jaxseg import errors
+from jaxseg import errors, files
 from jaxseg.data import images, preprocessing
 from jaxseg.inference import forward, modes, outputs
 
@@ -126,10 +126,10 @@ def _write_outputs(image, label, spec, stem: str, options: Options) -> np.ndarra
   shown = images.to_rgb(image, options.rgb_bands)
   if options.background is not None:
     label, alpha = label[..., 0], label[..., 1]
-    Image.fromarray(np.dstack([shown, alpha]), mode="RGBA").save(f"{stem}_cutout.png")
+    files.save_image(Image.fromarray(np.dstack([shown, alpha]), mode="RGBA"), f"{stem}_cutout.png")
   outputs.save_label_png(label, spec.palette, f"{stem}.png")
   overlaid = outputs.overlay(shown, label, spec.palette, options.alpha)
-  Image.fromarray(overlaid).save(f"{stem}_overlay.jpg", quality=90)
+  files.save_image(Image.fromarray(overlaid), f"{stem}_overlay.jpg", quality=90)
   return label
 
 

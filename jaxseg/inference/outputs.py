@@ -4,6 +4,7 @@ indices, shown in the dataset's colours), colour overlays and cut-out alpha."""
 import numpy as np
 from PIL import Image
 
+from jaxseg import files
 from jaxseg.data import labels
 
 
@@ -14,7 +15,7 @@ def save_label_png(label: np.ndarray, palette: np.ndarray, path: str) -> None:
   flat[: len(palette)] = palette
   flat[labels.IGNORE_LABEL] = labels.IGNORE_COLOUR
   image.putpalette(flat.ravel().tolist())
-  image.save(path)
+  files.save_image(image, path)
 
 
 def overlay(image: np.ndarray, label: np.ndarray, palette: np.ndarray, alpha: float) -> np.ndarray:

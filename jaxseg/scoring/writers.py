@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from jaxseg import files
+
 
 def to_json(metrics: Mapping, class_names: Sequence[str], step: int) -> dict:
   """A JSON-ready record: scalars plus per-class IoU and accuracy by class name."""
@@ -63,10 +65,7 @@ def _read_json(path: str) -> dict:
 
 
 def _write_json_atomically(path: str, contents: dict) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(contents, f, indent=2)
-  os.replace(tmp, path)
+  files.write_atomically(path, json.dumps(contents, indent=2))
 
 
 class MetricWriter:

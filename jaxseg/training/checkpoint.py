@@ -10,6 +10,7 @@ has written), so a save interrupted even by `kill -9` is never restored. The
 latest `keep` checkpoints are kept, plus the best by validation mIoU.
 """
 
+import contextlib
 import logging
 import os
 import sys
@@ -32,7 +33,12 @@ class _QuietUntrackedSaves(logging.Filter):
   def filter(self, record: logging.LogRecord) -> bool:
     message = record.getMessage()
     # Reading one item of a step (`read_variables`) finds no step metadata there.
-    return "did not provide metrics" not in message and "_CHECKPOINT_METADATA" not in message
+    if "did not provide metrics" in message or "_CHECKPOINT_METADATA" in message:
+      return False
+    # A failed save's traceback from each of Orbax's threads: `Checkpointer`
+    # raises it once, as one line naming the step and its directory.
+    failed_save = ("raised an exception", "Failed to run", "Save Finalize thread")
+    return not (record.levelno >= logging.ERROR and any(s in message for s in failed_save))
 
 
 logging.getLogger("absl").addFilter(_QuietUntrackedSaves())
@@ -78,6 +84,8 @@ class Checkpointer:
       create=True,
     )
     self._manager = ocp.CheckpointManager(directory, options=options)
+    self._saving: int | None = None  # The step of the save in flight.
+    self._failed = False
 
   @property
   def directory(self) -> str:
@@ -140,13 +148,36 @@ class Checkpointer:
     if not force and not self._manager.should_save(step):
       return False
     args = ocp.args.Composite(state=ocp.args.StandardSave(state))
-    return self._manager.save(step, args=args, metrics=metrics, force=force)
+    with self._failing_as_one_line():  # This save, or the previous one, failing.
+      self._manager.check_for_errors()
+      self._saving = step
+      return self._manager.save(step, args=args, metrics=metrics, force=force)
 
   def wait_until_finished(self) -> None:
-    self._manager.wait_until_finished()
+    with self._failing_as_one_line():
+      self._manager.wait_until_finished()
+      self._manager.check_for_errors()
 
   def close(self) -> None:
-    self._manager.close()
+    try:
+      self._manager.close()
+    except Exception:
+      if not self._failed:  # Else already raised, as one line.
+        raise
+
+  @contextlib.contextmanager
+  def _failing_as_one_line(self):
+    """A failed write (no space, a size limit, no permission) as one
+    `errors.WriteFailed` naming the step; the checkpoints before it are intact."""
+    try:
+      yield
+    except Exception as e:  # Orbax and TensorStore raise many types.
+      self._failed = True
+      where = os.path.join(self.directory, str(self._saving)) if self._saving else self.directory
+      raise errors.WriteFailed(
+        f"could not write checkpoint step {self._saving} to {where}: {_describe(e)}; the "
+        "checkpoints saved before it are intact (no space left, or a file-size limit?)"
+      ) from e
 
 
 def for_run(workdir: str, config) -> Checkpointer:

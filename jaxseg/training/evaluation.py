@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from jaxseg import inference
+from jaxseg import files, inference
 from jaxseg.data import images, pipeline, preprocessing
 from jaxseg.parallel import sharding
 from jaxseg.scoring import boundary, metrics, pictures, tables, writers
@@ -150,7 +150,7 @@ class Evaluator:
       self.shown, self.pictures["label"], predicted, self.spec.palette, self.pictures["size"]
     )
     if self.is_main:
-      Image.fromarray(grid).save(os.path.join(self.workdir, "predictions.png"))
+      files.save_image(Image.fromarray(grid), os.path.join(self.workdir, "predictions.png"))
       self.writer.image(step, "predictions", grid)
 
   def _report(self, result: dict, step: int, seconds: float) -> None:

@@ -137,9 +137,11 @@ def _train(ex: "Experiment", workdir: str, stop_at_step: int | None, t_start: fl
   finally:
     stop.uninstall()
     log.close()
-    ckpt.wait_until_finished()
-    ckpt.close()
-    writer.close()
+    try:
+      ckpt.wait_until_finished()
+    finally:
+      ckpt.close()
+      writer.close()
   if guard.skipped and is_main:
     print(f"{guard.skipped} steps with a non-finite loss or gradient skipped (this session)")
   return _report_end(config, workdir, ckpt, result, step, last_step, stopped_by, t_start)

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from jaxseg.training import checkpoint, loop, runs
-from tests.helpers import ROOT, tiny_config
+from tests.helpers import ROOT, tiny_config, tiny_flags
 
 
 def _copy(trained_run, tmp_path) -> str:
@@ -60,14 +60,7 @@ def test_no_readable_checkpoint_is_one_error_line(trained_run, data_dir, tmp_pat
   workdir = _copy(trained_run, tmp_path)
   for step in (2, 4):
     _truncate(_largest_file(os.path.join(workdir, "checkpoints", str(step), "state")))
-  command = [sys.executable, "-m", "jaxseg.main", "--config=configs/default.py",
-             f"--workdir={workdir}", "--config.data.variant=tiny",
-             f"--config.data.data_dir={data_dir}", "--config.model.backbone_width=8",
-             "--config.model.head_channels=16", "--config.model.aux_channels=8",
-             "--config.crop_size=(64,64)", "--config.batch_size=8", "--config.eval_batch_size=8",
-             "--config.num_train_steps=4", "--config.warmup_steps=1",
-             "--config.log_every_steps=1", "--config.eval_every_steps=4",
-             "--config.checkpoint_every_steps=2"]  # fmt: skip
+  command = [sys.executable, "-m", "jaxseg.main", f"--workdir={workdir}", *tiny_flags(data_dir)]
   done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
   assert done.returncode == 2, done.stderr
   errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
