@@ -186,17 +186,37 @@ def _resize_axis(x: jax.Array, axis: int, size: int) -> jax.Array:
   n = x.shape[axis]
   if n == size:
     return x
-  if size % n == 0:
-    return _upsample_axis(x, axis, size // n)
+  factor = _whole_factor(size, n)
+  if factor is not None:
+    return _upsample_axis(x, axis, factor)
   return _gather_axis(x, axis, size)
 
 
+def _static(*dims) -> bool:
+  return all(isinstance(d, (int, np.integer)) for d in dims)
+
+
+def _whole_factor(size, n) -> int | None:
+  """`size / n` if it is a whole number for every value of symbolic
+  dimensions (an export's `height / 8` to `height`), else None."""
+  if _static(size, n):
+    return size // n if size % n == 0 else None
+  try:
+    factor = size // n
+    return int(factor) if _static(factor) and factor * n == size else None
+  except Exception:  # An undecidable symbolic comparison.
+    return None
+
+
 def _gather_axis(x: jax.Array, axis: int, size: int) -> jax.Array:
-  """`_resize_axis` as two gathers and a weighted sum."""
+  """`_resize_axis` as two gathers and a weighted sum. Symbolic sizes (an
+  export of any size) compute the indices in the graph, in float32."""
   n = x.shape[axis]
-  source = np.maximum((np.arange(size) + 0.5) * (n / size) - 0.5, 0.0)
-  low = np.minimum(np.floor(source).astype(np.int32), n - 1)
-  high = np.minimum(low + 1, n - 1)
+  xp = np if _static(n, size) else jnp
+  ratio = n / size if xp is np else jnp.float32(n) / jnp.float32(size)
+  source = xp.maximum((xp.arange(size) + 0.5) * ratio - 0.5, 0.0)
+  low = xp.minimum(xp.floor(source).astype(np.int32), n - 1)
+  high = xp.minimum(low + 1, n - 1)
   shape = [1] * x.ndim
   shape[axis] = size
   upper = jnp.asarray((source - low).reshape(shape), x.dtype)
@@ -256,8 +276,11 @@ def adaptive_avg_pool(x: jax.Array, bins: int) -> jax.Array:
 
   Bin `i` averages rows `floor(i*H/bins)` to `ceil((i+1)*H/bins)`, so any H, W
   work (bins may overlap when H is not a multiple of `bins`). Written as two
-  small averaging matrices built at trace time.
+  small averaging matrices built at trace time; for symbolic H, W (an export
+  of any size) as the means of `bins` slices per axis.
   """
+  if not _static(*x.shape[1:3]):
+    return _adaptive_avg_pool_axis(_adaptive_avg_pool_axis(x, 1, bins), 2, bins)
 
   def averaging_matrix(n: int) -> np.ndarray:
     m = np.zeros((bins, n), np.float32)
@@ -273,6 +296,16 @@ def adaptive_avg_pool(x: jax.Array, bins: int) -> jax.Array:
   y = (ph @ x.transpose(1, 0, 2, 3).reshape(h, -1)).reshape(bins, n, w, c)
   y = (pw @ y.transpose(2, 1, 0, 3).reshape(w, -1)).reshape(bins, n, bins, c)
   return y.transpose(1, 2, 0, 3)
+
+
+def _adaptive_avg_pool_axis(x: jax.Array, axis: int, bins: int) -> jax.Array:
+  n = x.shape[axis]
+  means = []
+  for i in range(bins):
+    start, end = (i * n) // bins, -((-(i + 1) * n) // bins)
+    part = jax.lax.slice_in_dim(x, start, end, axis=axis)
+    means.append(jnp.mean(part, axis=axis, keepdims=True, dtype=jnp.float32).astype(x.dtype))
+  return jnp.concatenate(means, axis=axis)
 
 
 def max_pool_2x2_with_argmax(x: jax.Array) -> tuple[jax.Array, jax.Array]:

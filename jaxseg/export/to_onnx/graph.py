@@ -274,8 +274,8 @@ def _sub_jaxpr(eqn):
 
 
 def _foldable(eqn, inputs) -> bool:
-  if not all(isinstance(x, np.ndarray) for x in inputs):
-    return False
+  if eqn.primitive.name == "dim_as_value" or not all(isinstance(x, np.ndarray) for x in inputs):
+    return False  # A symbolic dimension's value is known only in the graph.
   for v in eqn.outvars:
     shape = v.aval.shape
     if not all(isinstance(d, (int, np.integer)) for d in shape) or np.prod(shape) > _FOLD_LIMIT:

@@ -102,6 +102,39 @@ def _broadcast_in_dim(t, eqn, x):
   return t.tensor(t.graph.op("Reshape", [t.name(x), t.shape(physical)]), eqn, lazy=True, perm=perm)
 
 
+def _iota(t, eqn):
+  """0, 1, ... along one axis of a symbolic length (an export of any size's
+  interpolation positions): `Range`, reshaped to broadcast, left lazy."""
+  shape, axis = eqn.params["shape"], eqn.params["dimension"]
+  dtype = np.dtype(eqn.params["dtype"])
+  g = t.graph
+  length = t.dim(shape[axis])
+  if isinstance(length, int):
+    values = np.arange(length, dtype=np.int64)
+  else:
+    limit = g.op("Reshape", [length.name, g.const(np.zeros(0, np.int64))])  # A scalar.
+    values = g.op("Range", [g.const(np.asarray(0, np.int64)), limit,
+                            g.const(np.asarray(1, np.int64))])  # fmt: skip
+  values = g.const(values) if isinstance(values, np.ndarray) else values
+  if dtype != np.int64:
+    values = g.op("Cast", [values], to=onnx_dtype(dtype))
+  target = [1] * len(shape)
+  target[axis] = shape[axis]
+  return t.tensor(g.op("Reshape", [values, t.shape(target)]), eqn, lazy=True)
+
+
+def _dim_as_value(t, eqn):
+  """A symbolic dimension as a scalar (the count a mean over it divides by)."""
+  g, dtype = t.graph, np.dtype(eqn.outvars[0].aval.dtype)
+  value = t.dim(eqn.params["dim"])
+  if isinstance(value, int):
+    return t.tensor(g.const(np.asarray(value, dtype)), eqn)
+  scalar = g.op("Reshape", [value.name, g.const(np.zeros(0, np.int64))])
+  if dtype != np.int64:
+    scalar = g.op("Cast", [scalar], to=onnx_dtype(dtype))
+  return t.tensor(scalar, eqn)
+
+
 def _static_one(d) -> bool:
   return isinstance(d, (int, np.integer)) and d == 1
 
@@ -305,7 +338,8 @@ RULES = {
   **{name: _unary(*ops) for name, ops in _UNARY.items()},
   "ne": _ne, "integer_pow": _integer_pow, "square": _square,
   "convert_element_type": _convert_element_type, "select_n": _select_n, "clamp": _clamp,
-  "broadcast_in_dim": _broadcast_in_dim, "reshape": _reshape, "squeeze": _squeeze,
+  "broadcast_in_dim": _broadcast_in_dim, "iota": _iota,
+  "dim_as_value": _dim_as_value, "reshape": _reshape, "squeeze": _squeeze,
   "transpose": _transpose, "concatenate": _concatenate, "pad": _pad, "slice": _slice,
   "dynamic_slice": _dynamic_slice, "reduce_max": _reduce("ReduceMax"),
   "reduce_min": _reduce("ReduceMin"), "reduce_sum": _reduce("ReduceSum"), "argmax": _argmax,
