@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from jaxseg.models import fast_ops, onednn
+from jaxseg.models import fast_ops, onednn, spatial
 from jaxseg.models.spatial import (  # noqa: F401 - re-exported: models build from layers.
   adaptive_avg_pool,
   concat_channels,
@@ -25,6 +25,7 @@ from jaxseg.models.spatial import (  # noqa: F401 - re-exported: models build fr
   max_unpool_2x2,
   pad_to_multiple,
   resize_bilinear,
+  subsample,
   upsample_logits,
 )
 
@@ -162,7 +163,7 @@ class Conv(nn.Module):
       y = onednn.conv(x, kernel, (self.strides,) * 2, padding, (self.dilation,) * 2, self.groups)
     elif k == 1 and self.groups == 1 and (same or self.padding in ("SAME", "VALID")):
       if self.strides > 1:
-        x = x[:, :: self.strides, :: self.strides]
+        x = spatial.subsample(x, self.strides)
       if bf16_cpu:
         y = fast_ops.matmul(x, kernel[0, 0])
       elif all(isinstance(d, int) and d == 1 for d in x.shape[1:3]):

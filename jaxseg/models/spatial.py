@@ -67,12 +67,20 @@ def _stem_taps(x: jax.Array) -> tuple[jax.Array, list[jax.Array]]:
   h, w = x.shape[1:3]
   oh, ow = (h - 1) // 2 + 1, (w - 1) // 2 + 1
   padded = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-jnp.inf)
-  taps = [
-    padded[:, dy : dy + 2 * oh - 1 : 2, dx : dx + 2 * ow - 1 : 2]
-    for dy in range(3)
-    for dx in range(3)
-  ]
+  taps = [subsample(padded, 2, (dy, dx), (oh, ow)) for dy in range(3) for dx in range(3)]
   return padded, taps
+
+
+def subsample(x: jax.Array, stride: int, offset=(0, 0), size=None) -> jax.Array:
+  """`x[:, dy::stride, dx::stride]` (the first `size` rows and columns of it)
+  as one strided slice, also for symbolic sizes, where numpy-style indexing
+  becomes a gather that TFLite's converter refuses."""
+  n, h, w, c = x.shape
+  dy, dx = offset
+  if size is None:
+    size = ((h - dy + stride - 1) // stride, (w - dx + stride - 1) // stride)
+  limits = (n, dy + stride * (size[0] - 1) + 1, dx + stride * (size[1] - 1) + 1, c)
+  return jax.lax.slice(x, (0, dy, dx, 0), limits, (1, stride, stride, 1))
 
 
 # XLA:CPU computes a max pool's gradient (select-and-scatter) very slowly: 244

@@ -129,7 +129,7 @@ class PatchMerging(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     c = x.shape[-1]
     x = jnp.pad(x, ((0, 0), (0, x.shape[1] % 2), (0, x.shape[2] % 2), (0, 0)))
-    x = jnp.concatenate([x[:, r::2, s::2] for s in range(2) for r in range(2)], axis=-1)
+    x = jnp.concatenate([layers.subsample(x, 2, (r, s)) for s in range(2) for r in range(2)], -1)
     x = transformer.layer_norm(1e-5, self.dtype, "norm")(x)
     return transformer.Dense(2 * c, use_bias=False, dtype=self.dtype, name="reduction")(x)
 

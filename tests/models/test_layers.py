@@ -270,3 +270,27 @@ def test_resize_bilinear_and_its_gradient_equal_the_interpolation_matrices(shape
   (grad,) = vjp(jnp.asarray(cotangent))
   want = np.einsum("ih,nijc,jw->nhwc", rows, cotangent, cols)
   np.testing.assert_allclose(grad, want, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+  "fn",
+  [
+    lambda x: layers.adaptive_avg_pool(x, 3),
+    lambda x: layers.adaptive_avg_pool(x, 6),
+    lambda x: layers.resize_bilinear(x, (2 * x.shape[1], 4 * x.shape[2])),
+    lambda x: layers.resize_bilinear(x, (x.shape[1] + 5, 2 * x.shape[2] - 1)),
+    lambda x: layers.subsample(x, 2, (1, 0)),
+    layers.max_pool_3x3_s2,
+  ],
+)
+def test_symbolic_sizes_compute_what_concrete_ones_do(fn):
+  """Exports of any size trace these with symbolic height and width (the
+  pyramid pooling, resizes and strided taps of PSPNet, DeepLab, SegFormer):
+  the exported function equals the concrete one on odd sizes."""
+  h, w = jax.export.symbolic_shape("h, w", constraints=("h >= 4", "w >= 4"))
+  exported = jax.export.export(jax.jit(fn))(jax.ShapeDtypeStruct((2, h, w, 3), jnp.float32))
+  for size in [(7, 9), (13, 6), (32, 17)]:
+    x = jax.random.normal(jax.random.key(size[0]), (2, *size, 3))
+    np.testing.assert_allclose(exported.call(x), jax.jit(fn)(x), rtol=1e-5, atol=1e-5)
+  x = np.arange(2 * 7 * 9 * 3, dtype=np.float32).reshape(2, 7, 9, 3)
+  np.testing.assert_array_equal(layers.subsample(x, 3, (1, 2)), x[:, 1::3, 2::3])
