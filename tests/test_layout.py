@@ -23,7 +23,8 @@ COMMANDS = {
   "jaxseg.export.__main__",
   "jaxseg.benchmark.__main__",
 }
-HELPERS = {"jaxseg", "jaxseg.errors", "jaxseg.cli", "jaxseg.config_files", "jaxseg.config_checks"}
+HELPERS = {"jaxseg", "jaxseg.errors", "jaxseg.files", "jaxseg.cli", "jaxseg.config_files",
+           "jaxseg.config_checks"}  # fmt: skip
 # Layers, lowest first: a module imports from its own layer or lower ones.
 LAYERS = [
   "helpers",
@@ -39,8 +40,9 @@ LAYERS = [
 ]
 # Functions allowed past 60 lines, and why.
 LONG_FUNCTIONS = {
-  # The one long function (DESIGN.md): the training loop, read top to bottom.
-  "jaxseg.training.loop.train_and_evaluate",
+  # The one long function (DESIGN.md): the training loop, read top to bottom
+  # (train_and_evaluate holds the workdir around it).
+  "jaxseg.training.loop._train",
 }
 
 

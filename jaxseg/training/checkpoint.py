@@ -148,9 +148,10 @@ class Checkpointer:
     if not force and not self._manager.should_save(step):
       return False
     args = ocp.args.Composite(state=ocp.args.StandardSave(state))
-    with self._failing_as_one_line():  # This save, or the previous one, failing.
+    with self._failing_as_one_line():  # The previous save, finished in the background.
       self._manager.check_for_errors()
-      self._saving = step
+    self._saving = step
+    with self._failing_as_one_line():
       return self._manager.save(step, args=args, metrics=metrics, force=force)
 
   def wait_until_finished(self) -> None:

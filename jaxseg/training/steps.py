@@ -40,13 +40,7 @@ def train_step(
   the augmented batch runs as k micro-batches with the whole batch's update
   (`gradients.loss_and_grads`). A `stop` entry in the batch (a flag per
   example) comes back as the metric `stop`, true if any process set it, so
-  that all processes agree on when to stop.
-
-  The metric `nonfinite` says the loss or the gradient was NaN or infinite;
-  with `skip_nonfinite` (`config.skip_nonfinite_steps`) such a step leaves
-  the parameters, statistics and optimizer state as they were (the step
-  count, hence the data and the schedule, still advance). `finite_input`
-  says whether the batch's pixels were all finite.
+  that all processes agree on when to stop. Non-finite steps: `_guarded`.
   """
   aug_rng, dropout_rng = jax.random.split(jax.random.fold_in(rng, state.step))
   image, label = augment.augment_batch(
@@ -69,14 +63,29 @@ def train_step(
     forward, state.params, state.batch_stats, image, label, dropout_rng, objective, micro_batches
   )
   updates, opt_state = optimizer.tx.update(grads, state.opt_state, state.params)
-  grad_norm = optax.global_norm(grads)
-  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   new_state = TrainState(
     step=state.step + 1,
     params=optax.apply_updates(state.params, updates),
     batch_stats=batch_stats,
     opt_state=opt_state,
   )
+  grad_norm = optax.global_norm(grads)
+  new_state, guard_metrics = _guarded(state, new_state, loss, grad_norm, batch, skip_nonfinite)
+  lr = optimizer.schedule(state.step)
+  step_metrics = {"loss": loss, **parts, "grad_norm": grad_norm, "learning_rate": lr}
+  step_metrics.update(guard_metrics)
+  if "stop" in batch:
+    step_metrics["stop"] = jnp.any(batch["stop"])
+  return new_state, step_metrics
+
+
+def _guarded(state, new_state, loss, grad_norm, batch, skip_nonfinite: bool):
+  """The metrics `nonfinite` (the loss or the gradient was NaN or infinite)
+  and `finite_input` (the batch's pixels were all finite); with
+  `skip_nonfinite` (`config.skip_nonfinite_steps`) such a step leaves the
+  parameters, statistics and optimizer state as they were (the step count,
+  hence the data and the schedule, still advance)."""
+  finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
   if skip_nonfinite:
     keep = lambda new, old: jnp.where(finite, new, old)
     new_state = new_state.replace(
@@ -84,17 +93,11 @@ def train_step(
       batch_stats=jax.tree.map(keep, new_state.batch_stats, state.batch_stats),
       opt_state=jax.tree.map(keep, new_state.opt_state, state.opt_state),
     )
-  step_metrics = {
-    "loss": loss,
-    **parts,
-    "grad_norm": grad_norm,
-    "learning_rate": optimizer.schedule(state.step),
+  metrics = {
     "nonfinite": (~finite).astype(jnp.float32),
     "finite_input": jnp.all(jnp.isfinite(batch["image"])),
   }
-  if "stop" in batch:
-    step_metrics["stop"] = jnp.any(batch["stop"])
-  return new_state, step_metrics
+  return new_state, metrics
 
 
 def jit_train_step(
