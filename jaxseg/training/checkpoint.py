@@ -44,6 +44,18 @@ class _QuietUntrackedSaves(logging.Filter):
 logging.getLogger("absl").addFilter(_QuietUntrackedSaves())
 
 
+class _QuietFailedWrites(logging.Filter):
+  """Orbax's write tasks that failed with the save (a full disk) are also
+  reported by asyncio as never retrieved; the save's one line says it."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not ("Task exception was never retrieved" in message and "orbax" in message)
+
+
+logging.getLogger("asyncio").addFilter(_QuietFailedWrites())
+
+
 def _drop_closed_loop_callbacks(hook):
   """A failed read of a damaged checkpoint leaves TensorStore callbacks that
   reach Orbax's closed event loop later, each printing a traceback that says
