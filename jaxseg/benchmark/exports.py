@@ -39,7 +39,7 @@ RUNTIMES = {
   "stablehlo": "StableHLO (jax.export)",
   "onnx": "ONNX (onnxruntime)",
   "savedmodel": "SavedModel (TensorFlow)",
-  "tflite": "TFLite (interpreter, XNNPACK)",
+  "tflite": "TFLite (LiteRT, XNNPACK)",
 }
 
 
@@ -72,19 +72,8 @@ def _runner(fmt: str, model, variables, norm, size, out_dir: str, predict_fn):
     loaded = tf.saved_model.load(os.path.join(out_dir, "savedmodel"))
     run = lambda images: loaded.serve(tf.constant(images)).numpy()
   else:
-    import tensorflow as tf
-
     tf_formats.save_tflite(model, variables, norm, out_dir, size)
-    interpreter = tf.lite.Interpreter(
-      model_path=os.path.join(out_dir, "model.tflite"), num_threads=threads
-    )
-    interpreter.allocate_tensors()
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-
-    def run(images):
-      interpreter.set_tensor(inp["index"], images)
-      interpreter.invoke()
-      return interpreter.get_tensor(out["index"])
+    run = tf_formats.tflite_runner(out_dir, (1, *size, norm.channels), threads)
 
   parity.check(run, predict_fn, norm, [(1, *size)], fmt)
   return run

@@ -37,7 +37,8 @@ class SavedModelSegmenter(ExportedSegmenter):
 
 
 class TFLiteSegmenter(ExportedSegmenter):
-  """`model.tflite`, run by LiteRT (`ai_edge_litert`) or TensorFlow's interpreter."""
+  """`model.tflite`, run by LiteRT (`ai_edge_litert`); one of the tile size
+  also by TensorFlow's interpreter."""
 
   FORMAT = "tflite"
 
@@ -45,6 +46,12 @@ class TFLiteSegmenter(ExportedSegmenter):
     try:
       from ai_edge_litert.interpreter import Interpreter
     except ImportError:
+      if info.get("symbolic_size"):
+        raise ImportError(
+          "this model.tflite takes images of any size, which needs LiteRT: "
+          "pip install ai-edge-litert (TensorFlow's tf.lite.Interpreter crashes "
+          "resizing the input)"
+        ) from None
       import tensorflow as tf
 
       Interpreter = tf.lite.Interpreter
@@ -53,10 +60,15 @@ class TFLiteSegmenter(ExportedSegmenter):
     self.interpreter.allocate_tensors()
 
   def logits(self, images: np.ndarray) -> np.ndarray:
-    """One image per call of the interpreter (the model takes one)."""
+    """One image per call of the interpreter (the model takes one); a model
+    of any size has its input resized to each image's."""
     (inp,), (out,) = self.interpreter.get_input_details(), self.interpreter.get_output_details()
     logits = []
     for image in np.asarray(images, self.dtype):
+      if tuple(inp["shape"]) != (1, *image.shape):
+        self.interpreter.resize_tensor_input(inp["index"], [1, *image.shape])
+        self.interpreter.allocate_tensors()
+        inp = self.interpreter.get_input_details()[0]
       self.interpreter.set_tensor(inp["index"], image[None])
       self.interpreter.invoke()
       logits.append(self.interpreter.get_tensor(out["index"])[0])

@@ -6,13 +6,16 @@ TFLite converter lowers it to TFLite builtins):
 - `savedmodel/`: batch, height and width symbolic where the network allows
   (images are padded to a multiple of 32 inside the graph with the run's pad
   value and the logits cropped back); otherwise the tile size, said so.
-- `model.tflite`: one image of the tile size (TFLite's converter and runtime
-  take neither the dynamic padding nor gathers over a symbolic batch; mobile
-  runtimes run one frame at a time anyway).
+- `model.tflite`: one image a call (mobile runtimes run a frame at a time;
+  TFLite's converter takes no gathers over a symbolic batch) of any height and
+  width where the network allows (the interpreter's `resize_tensor_input`),
+  otherwise of the tile size, said so. The zoo's layers avoid what the
+  converter refuses at symbolic sizes: gathers, dynamic slices, argmax.
 
 `jaxseg.export` checks each as it is written (`parity.check`) with
 `run_savedmodel` / `run_tflite`. `serving_tf.py` runs either with TensorFlow
-(or ai-edge-litert) alone.
+or LiteRT (`ai-edge-litert`) alone; a TFLite model of any size needs LiteRT
+(TensorFlow's deprecated `tf.lite.Interpreter` crashes resizing its input).
 """
 
 import os
@@ -59,20 +62,30 @@ def save_savedmodel(model, variables, norm, output: str, size) -> dict:
 
 
 def save_tflite(model, variables, norm, output: str, size) -> dict:
-  """Writes `output/model.tflite` (one image of `size`)."""
-  import tensorflow as tf
-
+  """Writes `output/model.tflite`: one image of any height and width, or of
+  `size` where the network needs fixed shapes."""
   serve = stablehlo.padded_forward(model, variables, norm)
   with onednn.backend("xla"), transformer.elementary_erf():
-    module = _tf_module(serve, (*size, norm.channels), norm.dtype, batch=1)
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-      [module.serve.get_concrete_function()], module
-    )
-    flatbuffer = converter.convert()
+    try:
+      flatbuffer = _tflite_flatbuffer(serve, (None, None, norm.channels), norm.dtype)
+      shape, symbolic = [None, None, norm.channels], True
+    except Exception as e:  # Any converter refusal: the network needs fixed shapes.
+      print(f"tflite: height and width fixed at {tuple(size)} ({type(e).__name__})")
+      flatbuffer = _tflite_flatbuffer(serve, (*size, norm.channels), norm.dtype)
+      shape, symbolic = [*size, norm.channels], False
   with open(os.path.join(output, "model.tflite"), "wb") as f:
     f.write(flatbuffer)
-  return {"path": "model.tflite", "input_shape": [1, *size, norm.channels],
-          "symbolic_size": False}  # fmt: skip
+  return {"path": "model.tflite", "input_shape": [1, *shape], "symbolic_size": symbolic}
+
+
+def _tflite_flatbuffer(serve, spec_shape, dtype: str) -> bytes:
+  import tensorflow as tf
+
+  module = _tf_module(serve, spec_shape, dtype, batch=1)
+  converter = tf.lite.TFLiteConverter.from_concrete_functions(
+    [module.serve.get_concrete_function()], module
+  )
+  return converter.convert()
 
 
 def run_savedmodel(output: str, images: np.ndarray) -> np.ndarray:
@@ -82,15 +95,25 @@ def run_savedmodel(output: str, images: np.ndarray) -> np.ndarray:
   return loaded.serve(tf.constant(images)).numpy()
 
 
-def run_tflite(output: str, images: np.ndarray) -> np.ndarray:
-  import tensorflow as tf
+def tflite_runner(output: str, shape, threads: int | None = None):
+  """A function running `model.tflite` with LiteRT on one `[1, H, W, bands]`
+  image of `shape` (the input is resized to it: an export of any size takes
+  any; one of the tile size only the tile)."""
+  from ai_edge_litert.interpreter import Interpreter
 
-  interpreter = tf.lite.Interpreter(model_path=os.path.join(output, "model.tflite"))
-  interpreter.allocate_tensors()
+  interpreter = Interpreter(model_path=os.path.join(output, "model.tflite"), num_threads=threads)
   (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
-  logits = []
-  for image in images:  # The model takes one image.
-    interpreter.set_tensor(inp["index"], image[None])
+  interpreter.resize_tensor_input(inp["index"], list(shape))
+  interpreter.allocate_tensors()
+
+  def run(image: np.ndarray) -> np.ndarray:
+    interpreter.set_tensor(inp["index"], image)
     interpreter.invoke()
-    logits.append(interpreter.get_tensor(out["index"])[0])
-  return np.stack(logits)
+    return interpreter.get_tensor(out["index"])
+
+  return run
+
+
+def run_tflite(output: str, images: np.ndarray) -> np.ndarray:
+  """`model.tflite` on each of `images` (it takes one a call)."""
+  return np.concatenate([tflite_runner(output, (1, *im.shape))(im[None]) for im in images])

@@ -34,7 +34,7 @@ _POOL4_OFFSET, _POOL3_OFFSET = 5, 9
 
 
 def _crop(x: jax.Array, offset: int, size) -> jax.Array:
-  return x[:, offset : offset + size[0], offset : offset + size[1]]
+  return layers.crop(x, size, (offset, offset))
 
 
 class FCN(nn.Module):

@@ -18,6 +18,7 @@ from jaxseg.models import fast_ops, onednn, spatial
 from jaxseg.models.spatial import (  # noqa: F401 - re-exported: models build from layers.
   adaptive_avg_pool,
   concat_channels,
+  crop,
   global_average_pool,
   max_pool_2x2,
   max_pool_2x2_with_argmax,
@@ -269,7 +270,8 @@ class ConvTranspose(nn.Module):
       for a in range(2):
         for b in range(2):
           block = 2 * a + b
-          quadrant = patches[:, block * s * s * d : (block + 1) * s * s * d]
+          start = block * s * s * d
+          quadrant = jax.lax.slice_in_dim(patches, start, start + s * s * d, axis=1)
           quadrant = quadrant.reshape(n, h, w, s * s * d)
           y = y + jnp.pad(quadrant, ((0, 0), (a, 1 - a), (b, 1 - b), (0, 0)))
       y = y.reshape(n, h + 1, w + 1, s, s, d).transpose(0, 1, 3, 2, 4, 5)

@@ -83,6 +83,13 @@ def subsample(x: jax.Array, stride: int, offset=(0, 0), size=None) -> jax.Array:
   return jax.lax.slice(x, (0, dy, dx, 0), limits, (1, stride, stride, 1))
 
 
+def crop(x: jax.Array, size, offset=(0, 0)) -> jax.Array:
+  """`x[:, dy : dy + size[0], dx : dx + size[1]]` as one slice, also for
+  symbolic sizes (where indexing becomes a dynamic slice or gather, which
+  TFLite's converter refuses)."""
+  return subsample(x, 1, offset, size)
+
+
 # XLA:CPU computes a max pool's gradient (select-and-scatter) very slowly: 244
 # ms for one 2×2 pool of 4×256²×64 in bfloat16, 2.5 ms for its forward pass.
 # These custom gradients route each output's gradient to the first maximum of
@@ -217,19 +224,58 @@ def _whole_factor(size, n) -> int | None:
 
 
 def _gather_axis(x: jax.Array, axis: int, size: int) -> jax.Array:
-  """`_resize_axis` as two gathers and a weighted sum. Symbolic sizes (an
-  export of any size) compute the indices in the graph, in float32."""
+  """`_resize_axis` as two gathers and a weighted sum (symbolic sizes: an
+  interpolation-matrix product, `_interpolate_axis`)."""
   n = x.shape[axis]
-  xp = np if _static(n, size) else jnp
-  ratio = n / size if xp is np else jnp.float32(n) / jnp.float32(size)
-  source = xp.maximum((xp.arange(size) + 0.5) * ratio - 0.5, 0.0)
-  low = xp.minimum(xp.floor(source).astype(np.int32), n - 1)
-  high = xp.minimum(low + 1, n - 1)
+  if not _static(n, size):
+    return _interpolate_axis(x, axis, size)
+  source = np.maximum((np.arange(size) + 0.5) * (n / size) - 0.5, 0.0)
+  low = np.minimum(np.floor(source).astype(np.int32), n - 1)
+  high = np.minimum(low + 1, n - 1)
   shape = [1] * x.ndim
   shape[axis] = size
   upper = jnp.asarray((source - low).reshape(shape), x.dtype)
   lower = jnp.asarray((1.0 - (source - low)).reshape(shape), x.dtype)
   return jnp.take(x, low, axis=axis) * lower + jnp.take(x, high, axis=axis) * upper
+
+
+def _interpolate_axis(x: jax.Array, axis: int, size) -> jax.Array:
+  """`_resize_axis` for symbolic sizes (an export of any size) as a product
+  with the `[size, n]` matrix of interpolation weights, built in the graph
+  from iotas: no gather, which TFLite's converter cannot take with symbolic
+  indices. The resizes it serves are from or to a few pyramid bins (whole
+  factors take `_upsample_by_shifts`), so the matrix stays small."""
+  n = x.shape[axis]
+  ratio = jnp.float32(n) / jnp.float32(size)
+  source = (jnp.arange(size, dtype=jnp.float32) + 0.5) * ratio - 0.5
+  source = jnp.clip(source, 0.0, jnp.float32(n) - 1.0)
+  # A tent: 1 - distance to each source pixel, for the (at most) two within 1.
+  weights = jnp.maximum(1.0 - jnp.abs(source[:, None] - jnp.arange(n, dtype=jnp.float32)), 0.0)
+  moved = jnp.moveaxis(x, axis, 0)
+  # A 2-D product (TFLite's converter takes no higher-rank one).
+  y = weights.astype(x.dtype) @ moved.reshape(n, -1)
+  return jnp.moveaxis(y.reshape(size, *moved.shape[1:]), 0, axis)
+
+
+def _upsample_by_shifts(x: jax.Array, axis: int, factor: int) -> jax.Array:
+  """`_upsample_axis`'s values without gathers, for symbolic sizes: each of
+  the `factor` output phases is a weighted sum of the input shifted by -1, 0
+  and +1 (edges repeated), and the phases are interleaved by a reshape."""
+  n = x.shape[axis]
+  part = functools.partial(jax.lax.slice_in_dim, x, axis=axis)
+  edged = jnp.concatenate([part(0, 1), x, part(n - 1, n)], axis=axis)
+  shifted = [jax.lax.slice_in_dim(edged, d, d + n, axis=axis) for d in range(3)]
+  table = _upsampling_table(factor)
+  phases = [
+    sum(float(w) * s for w, s in zip(table[:, r], shifted, strict=True) if w) for r in range(factor)
+  ]
+  y = _stack(phases, axis + 1)
+  return y.reshape(*x.shape[:axis], factor * n, *x.shape[axis + 1 :])
+
+
+def _stack(xs: Sequence[jax.Array], axis: int) -> jax.Array:
+  """`jnp.stack` as a concatenation (which the ONNX translator knows)."""
+  return jnp.concatenate([jax.lax.expand_dims(x, (axis,)) for x in xs], axis=axis)
 
 
 def _upsampling_table(factor: int) -> np.ndarray:
@@ -251,6 +297,8 @@ def _upsample_axis(x: jax.Array, axis: int, factor: int) -> jax.Array:
   written as weighted sums of the output gradient's `factor` phases. The
   gathers' own gradient is a scatter-add, XLA:CPU's slowest operations in
   SegFormer-B0's training step."""
+  if not _static(x.shape[axis]):
+    return _upsample_by_shifts(x, axis, factor)
   return _gather_axis(x, axis, factor * x.shape[axis])
 
 
@@ -331,11 +379,29 @@ def max_pool_2x2_with_argmax(x: jax.Array) -> tuple[jax.Array, jax.Array]:
     indices in `{0, 1, 2, 3}` = `2 * dy + dx` within each window.
   """
   n, h, w, c = x.shape
+  if not _static(h, w):
+    return _max_pool_2x2_with_argmax_by_selects(x)
   x = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), constant_values=-jnp.inf)
   windows = x.reshape(n, (h + 1) // 2, 2, (w + 1) // 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
   windows = windows.reshape(n, (h + 1) // 2, (w + 1) // 2, 4, c)
   indices = jnp.argmax(windows, axis=3).astype(jnp.int32)
   pooled = jnp.take_along_axis(windows, indices[:, :, :, None], axis=3)[:, :, :, 0]
+  return pooled, indices
+
+
+def _max_pool_2x2_with_argmax_by_selects(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """The same for symbolic sizes (an export of any size) as elementwise
+  selects: TFLite's converter takes neither argmax nor gathers."""
+  size = [(d + 1) // 2 for d in x.shape[1:3]]
+  # Padded to 2 * size (h % 2 rows, written so that shapes simplify).
+  pad = [(0, 0), *((0, 2 * s - d) for s, d in zip(size, x.shape[1:3], strict=True)), (0, 0)]
+  x = jnp.pad(x, pad, constant_values=-jnp.inf)
+  candidates = [subsample(x, 2, (dy, dx), size) for dy in (0, 1) for dx in (0, 1)]
+  best = functools.reduce(jnp.maximum, candidates)
+  indices, pooled = jnp.full(best.shape, 3, jnp.int32), candidates[3]
+  for k in (2, 1, 0):  # The first maximum wins.
+    hit = candidates[k] == best
+    indices, pooled = jnp.where(hit, k, indices), jnp.where(hit, candidates[k], pooled)
   return pooled, indices
 
 
@@ -355,6 +421,13 @@ def max_unpool_2x2(x: jax.Array, indices: jax.Array, size: Sequence[int]) -> jax
     `[N, H, W, C]`.
   """
   n, h, w, c = x.shape
+  if not _static(h, w):
+    # Symbolic sizes (an export): rank-4 selects, the windows' columns and
+    # rows interleaved by reshapes (TFLite's converter takes no rank-5 one-hot).
+    zero = jnp.zeros((), x.dtype)
+    placed = [jnp.where(indices == k, x, zero) for k in range(4)]  # Window position k.
+    rows = [_stack(placed[2 * dy : 2 * dy + 2], 3).reshape(n, h, 2 * w, c) for dy in (0, 1)]
+    return crop(_stack(rows, 2).reshape(n, 2 * h, 2 * w, c), size)
   placed = jax.nn.one_hot(indices, 4, axis=3, dtype=x.dtype) * x[:, :, :, None, :]
   placed = placed.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
   return placed.reshape(n, 2 * h, 2 * w, c)[:, : size[0], : size[1]]

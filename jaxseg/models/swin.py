@@ -112,7 +112,7 @@ class SwinBlock(nn.Module):
     y = merge(y, n, hp, wp)
     if self.shift:
       y = jnp.roll(y, (self.shift, self.shift), axis=(1, 2))
-    x = x + transformer.drop_path(self, y[:, :h, :w], self.drop_path, train=train)
+    x = x + transformer.drop_path(self, layers.crop(y, (h, w)), self.drop_path, train=train)
     y = transformer.layer_norm(1e-5, self.dtype, "norm2")(x)
     y = transformer.Dense(4 * c, dtype=self.dtype, name="fc1")(y)
     y = transformer.gelu(y.astype(jnp.float32)).astype(self.dtype)

@@ -71,13 +71,11 @@ class UNet(nn.Module):
           features, 2, 2, use_bias=True, dtype=self.dtype, name=f"up{level}"
         )(x)
       else:
-        x = jax.image.resize(
-          x, (x.shape[0], 2 * x.shape[1], 2 * x.shape[2], x.shape[3]), "bilinear"
-        )
+        x = layers.resize_bilinear(x, (2 * x.shape[1], 2 * x.shape[2]))
       x = layers.concat_channels([skips[level], x.astype(skips[level].dtype)])
       x = DoubleConv(features, self.dtype, name=f"upconv{level}")(x, train=train)
     logits = layers.classifier(self.num_classes, self.dtype)(x)
-    return {"logits": logits[:, :h, :w].astype(jnp.float32)}
+    return {"logits": layers.crop(logits, (h, w)).astype(jnp.float32)}
 
 
 # A tiny variant for tests.

@@ -127,7 +127,7 @@ def test_a_failing_format_is_one_line_and_the_others_are_timed(monkeypatch, caps
                          num_classes=3)  # fmt: skip
   assert [("error" in r) for r in rows] == [False, False, True]
   assert "error: configs/x.py: tflite broke" in capsys.readouterr().err
-  assert "| configs/x.py | | TFLite (interpreter, XNNPACK) | | failed (see above) | |" in (
+  assert "| configs/x.py | | TFLite (LiteRT, XNNPACK) | | failed (see above) | |" in (
     exports.format_table(rows)
   )
 

@@ -70,10 +70,12 @@ def test_export_runs_in_a_fresh_process_without_the_training_code(trained_run, t
 def test_savedmodel_and_tflite_exports_are_checked_and_served_by_their_runtime(
   tmp_path, trained_run
 ):
-  """PSPNet (the trained tiny run) to a SavedModel and a TFLite file, each
-  checked against the training code when written; `serving_tf.py` runs them
-  in a process that imports neither jaxseg nor Flax (TensorFlow itself
-  imports JAX where it is installed)."""
+  """PSPNet (the trained tiny run, configs/default.py) to a SavedModel and a
+  TFLite file of any image size, each checked against the training code when
+  written; `serving_tf.py` runs them in a process that imports neither jaxseg
+  nor Flax (TensorFlow itself imports JAX where it is installed) and labels
+  images of any size, small and odd ones included, as predict does (the
+  pyramid pooling over the whole padded image, not over a tile)."""
   workdir, _ = trained_run
   out_dir = tmp_path / "export"
   exporter.export_run(workdir, str(out_dir), size=(64, 64), formats=("savedmodel", "tflite"))
@@ -82,28 +84,31 @@ def test_savedmodel_and_tflite_exports_are_checked_and_served_by_their_runtime(
   assert set(formats) == {"savedmodel", "tflite"}
   for info in formats.values():
     assert info["check"]["max_abs_diff"] <= 1e-3 and len(info["check"]["shapes"]) == 2
-  assert formats["tflite"]["input_shape"] == [1, 64, 64, 3]
-  image = np.random.default_rng(3).integers(0, 256, (64, 80, 3), np.uint8)
-  np.save(tmp_path / "image.npy", image)
+    assert info["symbolic_size"] is True
+  assert formats["tflite"]["input_shape"] == [1, None, None, 3]
+  sizes = [(96, 96), (250, 333), (701, 1003)]
+  rng = np.random.default_rng(3)
+  for k, size in enumerate(sizes):
+    np.save(tmp_path / f"image{k}.npy", rng.integers(0, 256, (*size, 3), np.uint8))
   script = (
     "import sys, numpy as np\n"
     "sys.path.insert(0, sys.argv[1])\n"
     "from serving_tf import SavedModelSegmenter, TFLiteSegmenter\n"
-    "image = np.load(sys.argv[2])\n"
-    "np.save(sys.argv[3], SavedModelSegmenter(sys.argv[1]).predict(image))\n"
-    "np.save(sys.argv[4], TFLiteSegmenter(sys.argv[1]).predict(image))\n"
+    "models = {'sm': SavedModelSegmenter(sys.argv[1]), 'tfl': TFLiteSegmenter(sys.argv[1])}\n"
+    f"for k in range({len(sizes)}):\n"
+    "  image = np.load(f'{sys.argv[2]}/image{k}.npy')\n"
+    "  for name, m in models.items():\n"
+    "    np.save(f'{sys.argv[2]}/{name}{k}.npy', m.predict(image))\n"
     "loaded = {k.split('.')[0] for k in sys.modules}\n"
     "assert not loaded & {'jaxseg', 'flax'}, loaded & {'jaxseg', 'flax'}\n"
   )
-  files = [str(tmp_path / n) for n in ("image.npy", "sm.npy", "tfl.npy")]
-  _serve_in_fresh_process(script, out_dir, *files)
+  _serve_in_fresh_process(script, out_dir, str(tmp_path))
   _, _, predict_fn = runs.load_predictor(workdir, "best")
-  expected = inference.slide(predict_fn, image, crop_size=(64, 64), stride=(42, 42)).argmax(-1)
-  if formats["savedmodel"]["symbolic_size"]:  # Whole image, padded inside to 64×96.
-    expected = inference.whole(predict_fn, image).argmax(-1)
-  assert (np.load(files[1]) == expected).mean() > 0.999
-  tiled = inference.slide(predict_fn, image, crop_size=(64, 64), stride=(42, 42)).argmax(-1)
-  assert (np.load(files[2]) == tiled).mean() > 0.999
+  for k, size in enumerate(sizes):
+    expected = inference.whole(predict_fn, np.load(tmp_path / f"image{k}.npy")).argmax(-1)
+    for name in ("sm", "tfl"):
+      got = np.load(tmp_path / f"{name}{k}.npy")
+      assert got.shape == size and (got == expected).mean() >= 0.999, (name, size)
 
 
 def test_onnx_export_is_checked_and_served_by_onnxruntime_alone(tmp_path, trained_run):
@@ -177,20 +182,23 @@ def test_stablehlo_takes_any_size_where_the_network_allows():
   [pytest.param(n, marks=pytest.mark.slow) if n == "lraspp" else n for n in sorted(TINY)],
 )
 def test_tflite_takes_every_network_of_the_zoo(name, tmp_path):
-  """TFLite's converter refuses rank-4 batch matmuls and pads of rank 6:
-  the squeeze-excitation's 1×1 convolutions, the pyramid pooling and FCN's
-  learned up-sampling are written in forms it takes, and each export equals
-  the training code."""
+  """TFLite's converter refuses rank-4 batch matmuls, pads of rank 6 and, at
+  symbolic sizes, gathers, dynamic slices and argmax: the squeeze-excitation's
+  1×1 convolutions, the pyramid pooling, resizes, crops, SegNet's pooling
+  indices and FCN's learned up-sampling are written in forms it takes, so
+  every network exports for any image size and equals the training code on
+  a multiple of 32 and on an odd size."""
   from jaxseg.data import preprocessing
   from jaxseg.export import tf_formats
 
   model = TINY[name][0](num_classes=3)
   norm = preprocessing.IMAGENET
   variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 96, 3)), train=False)
-  tf_formats.save_tflite(model, variables, norm, str(tmp_path), (64, 96))
+  info = tf_formats.save_tflite(model, variables, norm, str(tmp_path), (64, 96))
+  assert info["symbolic_size"] and info["input_shape"] == [1, None, None, 3]
   run = lambda images: tf_formats.run_tflite(str(tmp_path), images)
   predict_fn = inference.make_predict_fn(model, variables, norm)
-  check = parity.check(run, predict_fn, norm, [(1, 64, 96)], "tflite")
+  check = parity.check(run, predict_fn, norm, [(1, 64, 96), (1, 51, 71)], "tflite")
   assert check["max_abs_diff"] <= 1e-3 * max(1.0, check["max_abs_logit"])
 
 

@@ -279,7 +279,11 @@ def test_resize_bilinear_and_its_gradient_equal_the_interpolation_matrices(shape
     lambda x: layers.adaptive_avg_pool(x, 6),
     lambda x: layers.resize_bilinear(x, (2 * x.shape[1], 4 * x.shape[2])),
     lambda x: layers.resize_bilinear(x, (x.shape[1] + 5, 2 * x.shape[2] - 1)),
+    lambda x: layers.resize_bilinear(layers.adaptive_avg_pool(x, 3), x.shape[1:3]),
     lambda x: layers.subsample(x, 2, (1, 0)),
+    lambda x: layers.crop(x, (x.shape[1] - 3, x.shape[2] - 1), (2, 1)),
+    lambda x: layers.max_pool_2x2_with_argmax(x)[1].astype(jnp.float32),
+    lambda x: layers.max_unpool_2x2(*layers.max_pool_2x2_with_argmax(x), x.shape[1:3]),
     layers.max_pool_3x3_s2,
   ],
 )
