@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from jaxseg.data import preprocessing
 from jaxseg.inference import forward_logits
-from jaxseg.models import onednn
+from jaxseg.models import onednn, spatial
 
 # Exports pad images inside the graph to a multiple of this (the largest
 # output stride of the zoo), so that any height and width runs.
@@ -21,18 +21,13 @@ SIZE_MULTIPLE = 32
 def padded_forward(model, variables, norm: preprocessing.Normalization):
   """The exported function: `images [N, h, w, bands] -> logits [N, h, w, C]`
   for any h, w (symbolic ones included), padded to a multiple of
-  SIZE_MULTIPLE with `norm.pad` inside (by concatenation, which symbolic
-  shapes allow), logits sliced back."""
+  SIZE_MULTIPLE with `norm.pad` inside, logits sliced back."""
   m = SIZE_MULTIPLE
 
   def serve(images):
-    n, h, w, c = images.shape
-    height, width = m * ((h + m - 1) // m), m * ((w + m - 1) // m)
-    pad = jnp.asarray(norm.pad, images.dtype)
-    x = jnp.concatenate([images, jnp.broadcast_to(pad, (n, height - h, w, c))], axis=1)
-    x = jnp.concatenate([x, jnp.broadcast_to(pad, (n, height, width - w, c))], axis=2)
-    logits = forward_logits(model, variables, x, norm)
-    return jax.lax.slice(logits, (0, 0, 0, 0), (n, h, w, logits.shape[-1]))
+    h, w = images.shape[1:3]
+    x = spatial.pad_bottom_right(images, (m * ((h + m - 1) // m), m * ((w + m - 1) // m)), norm.pad)
+    return spatial.crop(forward_logits(model, variables, x, norm), (h, w))
 
   return serve
 

@@ -24,6 +24,7 @@ from jaxseg.models.spatial import (  # noqa: F401 - re-exported: models build fr
   max_pool_2x2_with_argmax,
   max_pool_3x3_s2,
   max_unpool_2x2,
+  pad_bottom_right,
   pad_to_multiple,
   resize_bilinear,
   subsample,

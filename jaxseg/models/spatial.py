@@ -393,9 +393,7 @@ def _max_pool_2x2_with_argmax_by_selects(x: jax.Array) -> tuple[jax.Array, jax.A
   """The same for symbolic sizes (an export of any size) as elementwise
   selects: TFLite's converter takes neither argmax nor gathers."""
   size = [(d + 1) // 2 for d in x.shape[1:3]]
-  # Padded to 2 * size (h % 2 rows, written so that shapes simplify).
-  pad = [(0, 0), *((0, 2 * s - d) for s, d in zip(size, x.shape[1:3], strict=True)), (0, 0)]
-  x = jnp.pad(x, pad, constant_values=-jnp.inf)
+  x = pad_bottom_right(x, [2 * s for s in size], -jnp.inf)
   candidates = [subsample(x, 2, (dy, dx), size) for dy in (0, 1) for dx in (0, 1)]
   best = functools.reduce(jnp.maximum, candidates)
   indices, pooled = jnp.full(best.shape, 3, jnp.int32), candidates[3]
@@ -431,6 +429,18 @@ def max_unpool_2x2(x: jax.Array, indices: jax.Array, size: Sequence[int]) -> jax
   placed = jax.nn.one_hot(indices, 4, axis=3, dtype=x.dtype) * x[:, :, :, None, :]
   placed = placed.reshape(n, h, w, 2, 2, c).transpose(0, 1, 3, 2, 4, 5)
   return placed.reshape(n, 2 * h, 2 * w, c)[:, : size[0], : size[1]]
+
+
+def pad_bottom_right(x: jax.Array, size, value=0.0) -> jax.Array:
+  """Pads `[N, H, W, C]` at the bottom and right to `size` with `value` (a
+  scalar or one per channel); for symbolic sizes (an export of any size) by
+  concatenation, as TFLite's converter takes no pad of a symbolic amount."""
+  n, h, w, c = x.shape
+  if _static(h, w, *size) and np.ndim(value) == 0:
+    return jnp.pad(x, ((0, 0), (0, size[0] - h), (0, size[1] - w), (0, 0)), constant_values=value)
+  fill = jnp.asarray(value, x.dtype)
+  x = jnp.concatenate([x, jnp.broadcast_to(fill, (n, size[0] - h, w, c))], axis=1)
+  return jnp.concatenate([x, jnp.broadcast_to(fill, (n, size[0], size[1] - w, c))], axis=2)
 
 
 def pad_to_multiple(x: jax.Array, multiple: int, value: float = 0.0) -> jax.Array:

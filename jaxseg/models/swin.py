@@ -34,11 +34,13 @@ def relative_position_index(window: int) -> np.ndarray:
 
 def shift_mask(height: int, width: int, window: int, shift: int) -> np.ndarray:
   """`[windows, w², w²]`: 0 where two positions of a shifted window were
-  neighbours before the roll, -100 where they were not."""
-  region = lambda n: (np.arange(n) >= n - window).astype(int) + (np.arange(n) >= n - shift)
+  neighbours before the roll, -100 where they were not. A NumPy constant, or
+  computed in the graph for symbolic sizes (an export of any size)."""
+  xp = np if all(isinstance(d, int) for d in (height, width)) else jnp
+  region = lambda n: (xp.arange(n) >= n - window).astype(np.int32) + (xp.arange(n) >= n - shift)
   image = region(height)[:, None] * 3 + region(width)[None, :]
   windows = partition(image[None, :, :, None], window).reshape(-1, window * window)
-  return np.where(windows[:, None, :] != windows[:, :, None], -100.0, 0.0).astype(np.float32)
+  return xp.where(windows[:, None, :] != windows[:, :, None], -100.0, 0.0).astype(np.float32)
 
 
 def partition(x, window: int):
@@ -75,7 +77,9 @@ class WindowAttention(nn.Module):
     count = windows.shape[0]
     if mask is not None:  # Per window: [count, heads, area, area].
       per_image = bias + jnp.asarray(mask)[:, None]
-      bias = jnp.tile(per_image, (count // mask.shape[0], 1, 1, 1))
+      images = count // mask.shape[0]
+      bias = jnp.broadcast_to(per_image[None], (images, *per_image.shape))
+      bias = bias.reshape(count, *per_image.shape[1:])
     tokens = windows.reshape(count, area, self.dim)
     dense = functools.partial(transformer.Dense, self.dim, dtype=self.dtype)
     out = transformer.attention(
@@ -99,9 +103,10 @@ class SwinBlock(nn.Module):
   def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     n, h, w, c = x.shape
     y = transformer.layer_norm(1e-5, self.dtype, "norm1")(x)
-    pad_h, pad_w = -h % self.window, -w % self.window
-    y = jnp.pad(y, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
-    hp, wp = h + pad_h, w + pad_w
+    # Padded to whole windows (written as a multiple, so that symbolic sizes
+    # of an export simplify).
+    hp, wp = (self.window * (-(-d // self.window)) for d in (h, w))
+    y = layers.pad_bottom_right(y, (hp, wp))
     mask = None
     if self.shift:
       y = jnp.roll(y, (-self.shift, -self.shift), axis=(1, 2))

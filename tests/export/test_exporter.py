@@ -14,6 +14,7 @@ from jaxseg import errors, inference
 from jaxseg.export import exporter, parity, stablehlo
 from jaxseg.training import runs
 from tests.helpers import run_command
+from tests.models.test_transformer_networks import TINY as TRANSFORMER_TINY
 from tests.models.test_zoo import TINY
 
 
@@ -179,7 +180,10 @@ def test_stablehlo_takes_any_size_where_the_network_allows():
 
 @pytest.mark.parametrize(
   "name",
-  [pytest.param(n, marks=pytest.mark.slow) if n == "lraspp" else n for n in sorted(TINY)],
+  [
+    *(pytest.param(n, marks=pytest.mark.slow) if n == "lraspp" else n for n in sorted(TINY)),
+    "upernet_swin",
+  ],
 )
 def test_tflite_takes_every_network_of_the_zoo(name, tmp_path):
   """TFLite's converter refuses rank-4 batch matmuls, pads of rank 6 and, at
@@ -191,7 +195,7 @@ def test_tflite_takes_every_network_of_the_zoo(name, tmp_path):
   from jaxseg.data import preprocessing
   from jaxseg.export import tf_formats
 
-  model = TINY[name][0](num_classes=3)
+  model = TINY[name][0](num_classes=3) if name in TINY else TRANSFORMER_TINY[name](num_classes=3)
   norm = preprocessing.IMAGENET
   variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 96, 3)), train=False)
   info = tf_formats.save_tflite(model, variables, norm, str(tmp_path), (64, 96))

@@ -16,6 +16,7 @@ from jaxseg.data import preprocessing
 from jaxseg.export import stablehlo
 from jaxseg.export.to_onnx import to_onnx
 from jaxseg.models import layers, onednn
+from tests.models.test_transformer_networks import TINY as TRANSFORMER_TINY
 from tests.models.test_zoo import TINY
 
 
@@ -42,14 +43,15 @@ def _perturbed(variables, seed=0):
 # Between them these use every rule the zoo needs (FCN-32s/16s and DeepLabV3
 # are FCN-8s and DeepLabV3+ with less; PSPNet is exported in test_export; the
 # rest of LR-ASPP's ops are in the synthetic test).
-NETWORKS = ["unet", "segnet", "fcn8s", "deeplabv3plus", "fastscnn", "segformer", "upernet"]
+NETWORKS = ["unet", "segnet", "fcn8s", "deeplabv3plus", "fastscnn", "segformer", "upernet",
+            "upernet_swin"]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", NETWORKS)
 def test_networks_translate_and_match_jax(name):
   """The exported function (in-graph padding, preprocessing, network) at two
   batch sizes and, where the network takes any size, two image sizes."""
-  model = TINY[name][0](num_classes=3)
+  model = TINY[name][0](num_classes=3) if name in TINY else TRANSFORMER_TINY[name](num_classes=3)
   variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)), train=False)
   serve = stablehlo.padded_forward(model, _perturbed(variables), preprocessing.IMAGENET)
   with onednn.backend("xla"):
