@@ -4,7 +4,8 @@ Two trainings (or a training and an evaluate) writing one workdir would
 interleave checkpoints and metrics. The holder keeps an exclusive `flock` on
 `WORKDIR/.jaxseg.lock`, whose text names it; the kernel drops the lock when the
 holder exits, however it exits (kill -9 included), so a stale lock never blocks
-the next start. Only process 0 of a multi-host run takes it.
+the next start. Only process 0 of a multi-host run takes it, and tells the
+others whether it could, so that all of them stop at once.
 """
 
 import fcntl
@@ -14,6 +15,8 @@ import sys
 import time
 
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 
 from jaxseg import errors
 
@@ -48,9 +51,28 @@ def hold(workdir: str, what: str, *, create: bool = True) -> Held:
   """Takes `workdir` for this process, or raises WorkdirBusy naming the live
   process that holds it. `what` ("training", "evaluate") is what the next one
   to try is told. A missing workdir is created, or with `create=False` left
-  for the caller to report (nothing is held)."""
-  if jax.process_index() != 0 or (not create and not os.path.isdir(workdir)):
-    return Held()
+  for the caller to report (nothing is held). In a multi-host run every
+  process raises if process 0 is refused (they would otherwise wait for it at
+  the run's first collective)."""
+  held, refusal = Held(), None
+  if jax.process_index() == 0 and (create or os.path.isdir(workdir)):
+    try:
+      held = _take(workdir, what)
+    except WorkdirBusy as e:
+      refusal = e
+  if jax.process_count() > 1:
+    busy = int(multihost_utils.broadcast_one_to_all(np.int32(refusal is not None)))
+    if busy and refusal is None:
+      raise WorkdirBusy(
+        f"--workdir={workdir} is in use by another process (process 0 was refused; its "
+        "error names the holder)"
+      )
+  if refusal is not None:
+    raise refusal
+  return held
+
+
+def _take(workdir: str, what: str) -> Held:
   os.makedirs(workdir, exist_ok=True)
   f = open(os.path.join(workdir, LOCK_FILE), "a+")
   try:

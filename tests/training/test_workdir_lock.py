@@ -55,3 +55,41 @@ def test_a_lock_left_by_a_killed_process_does_not_block(held_by_another_process)
   with open(os.path.join(workdir, lock.LOCK_FILE)) as f:
     assert f.read() == ""  # Released: empty.
   lock.hold(workdir, "evaluate").release()
+
+
+# One process of a two-host run trying the workdir (gloo over loopback).
+HOST = """
+import sys
+from jaxseg.parallel import distributed
+distributed.initialize()
+from jaxseg.training import lock
+try:
+  lock.hold(sys.argv[1], "training")
+  print("held")
+except lock.WorkdirBusy as e:
+  print(f"refused: {e}")
+"""
+
+
+@pytest.mark.slow
+def test_every_host_of_a_run_is_refused_when_process_0_is(held_by_another_process):
+  """Only process 0 takes the lock; the other hosts learn that it was refused
+  and stop too, instead of waiting for it at the run's first collective."""
+  from tests.parallel.test_distributed import _free_port
+
+  workdir, holder = held_by_another_process
+  env = {**os.environ, "PYTHONPATH": ROOT, "JAX_NUM_PROCESSES": "2",
+         "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{_free_port()}"}  # fmt: skip
+  hosts = [
+    subprocess.Popen(
+      [sys.executable, "-c", HOST, workdir],
+      stdout=subprocess.PIPE,
+      stderr=subprocess.STDOUT,
+      text=True,
+      env={**env, "JAX_PROCESS_ID": str(p)},
+    )
+    for p in range(2)
+  ]
+  outputs = [host.communicate(timeout=300)[0] for host in hosts]
+  assert f"refused: --workdir={workdir} is in use by process {holder.pid}" in outputs[0]
+  assert "refused: " in outputs[1] and "process 0 was refused" in outputs[1], outputs[1][-2000:]
