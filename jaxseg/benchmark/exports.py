@@ -72,8 +72,10 @@ def _runner(fmt: str, model, variables, norm, size, out_dir: str, predict_fn):
     loaded = tf.saved_model.load(os.path.join(out_dir, "savedmodel"))
     run = lambda images: loaded.serve(tf.constant(images)).numpy()
   else:
-    tf_formats.save_tflite(model, variables, norm, out_dir, size)
-    run = tf_formats.tflite_runner(out_dir, (1, *size, norm.channels), threads)
+    info = tf_formats.save_tflite(model, variables, norm, out_dir, size)
+    # The tile model: what serving runs at the export's size.
+    tile = info.get("tile_path", info["path"])
+    run = tf_formats.tflite_runner(out_dir, (1, *size, norm.channels), threads, tile)
 
   parity.check(run, predict_fn, norm, [(1, *size)], fmt)
   return run

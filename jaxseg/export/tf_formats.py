@@ -10,7 +10,9 @@ TFLite converter lowers it to TFLite builtins):
   TFLite's converter takes no gathers over a symbolic batch) of any height and
   width where the network allows (the interpreter's `resize_tensor_input`),
   otherwise of the tile size, said so. The zoo's layers avoid what the
-  converter refuses at symbolic sizes: gathers, dynamic slices, argmax.
+  converter refuses at symbolic sizes: gathers, dynamic slices, argmax, pads
+  of a symbolic amount. Beside it `model_tile.tflite`, the tile size, which
+  XNNPACK runs whole.
 
 `jaxseg.export` checks each as it is written (`parity.check`) with
 `run_savedmodel` / `run_tflite`. `serving_tf.py` runs either with TensorFlow
@@ -62,20 +64,30 @@ def save_savedmodel(model, variables, norm, output: str, size) -> dict:
 
 
 def save_tflite(model, variables, norm, output: str, size) -> dict:
-  """Writes `output/model.tflite`: one image of any height and width, or of
-  `size` where the network needs fixed shapes."""
+  """Writes `output/model.tflite`, one image of any height and width (or of
+  `size` where the network needs fixed shapes), and `model_tile.tflite`, one
+  of the tile `size`: LiteRT's XNNPACK delegate takes only tensors whose
+  shapes are known before the run, so the any-size model runs on its plain
+  kernels, 5× slower (81 vs 425 ms for configs/default.py at 512×512 on 2
+  cores); servers use the tile model for images that pad to the tile."""
   serve = stablehlo.padded_forward(model, variables, norm)
   with onednn.backend("xla"), transformer.elementary_erf():
+    tile = _tflite_flatbuffer(serve, (*size, norm.channels), norm.dtype)
     try:
       flatbuffer = _tflite_flatbuffer(serve, (None, None, norm.channels), norm.dtype)
       shape, symbolic = [None, None, norm.channels], True
     except Exception as e:  # Any converter refusal: the network needs fixed shapes.
       print(f"tflite: height and width fixed at {tuple(size)} ({type(e).__name__})")
-      flatbuffer = _tflite_flatbuffer(serve, (*size, norm.channels), norm.dtype)
-      shape, symbolic = [*size, norm.channels], False
-  with open(os.path.join(output, "model.tflite"), "wb") as f:
-    f.write(flatbuffer)
-  return {"path": "model.tflite", "input_shape": [1, *shape], "symbolic_size": symbolic}
+      flatbuffer, shape, symbolic = tile, [*size, norm.channels], False
+  files = {"model.tflite": flatbuffer, **({TILE_FILE: tile} if symbolic else {})}
+  for name, content in files.items():
+    with open(os.path.join(output, name), "wb") as f:
+      f.write(content)
+  info = {"path": "model.tflite", "input_shape": [1, *shape], "symbolic_size": symbolic}
+  return {**info, "tile_path": TILE_FILE} if symbolic else info
+
+
+TILE_FILE = "model_tile.tflite"
 
 
 def _tflite_flatbuffer(serve, spec_shape, dtype: str) -> bytes:
@@ -95,13 +107,13 @@ def run_savedmodel(output: str, images: np.ndarray) -> np.ndarray:
   return loaded.serve(tf.constant(images)).numpy()
 
 
-def tflite_runner(output: str, shape, threads: int | None = None):
-  """A function running `model.tflite` with LiteRT on one `[1, H, W, bands]`
-  image of `shape` (the input is resized to it: an export of any size takes
-  any; one of the tile size only the tile)."""
+def tflite_runner(output: str, shape, threads: int | None = None, file: str = "model.tflite"):
+  """A function running `file` with LiteRT on one `[1, H, W, bands]` image of
+  `shape` (the input is resized to it: an export of any size takes any; one
+  of the tile size only the tile)."""
   from ai_edge_litert.interpreter import Interpreter
 
-  interpreter = Interpreter(model_path=os.path.join(output, "model.tflite"), num_threads=threads)
+  interpreter = Interpreter(model_path=os.path.join(output, file), num_threads=threads)
   (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
   interpreter.resize_tensor_input(inp["index"], list(shape))
   interpreter.allocate_tensors()
@@ -115,5 +127,14 @@ def tflite_runner(output: str, shape, threads: int | None = None):
 
 
 def run_tflite(output: str, images: np.ndarray) -> np.ndarray:
-  """`model.tflite` on each of `images` (it takes one a call)."""
-  return np.concatenate([tflite_runner(output, (1, *im.shape))(im[None]) for im in images])
+  """The TFLite export on each of `images` (it takes one a call): the tile
+  model for images of its size, where there is one, else `model.tflite`."""
+  from ai_edge_litert.interpreter import Interpreter
+
+  file = "model.tflite"
+  if os.path.exists(os.path.join(output, TILE_FILE)):
+    tile = Interpreter(model_path=os.path.join(output, TILE_FILE)).get_input_details()[0]
+    file = TILE_FILE if tuple(tile["shape"][1:]) == images.shape[1:] else file
+  return np.concatenate(
+    [tflite_runner(output, (1, *im.shape), file=file)(im[None]) for im in images]
+  )
