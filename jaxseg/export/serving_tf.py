@@ -1,15 +1,16 @@
-"""Runs a SavedModel or TFLite export of jaxseg with TensorFlow (or ai-edge-litert) alone.
+"""Runs a SavedModel (TensorFlow) or TFLite (LiteRT, ai-edge-litert) export of jaxseg alone.
 
     python serving_tf.py --format=savedmodel --input=image.png --output=labels.png
     python serving_tf.py --format=tflite --input=image.png --output=labels.png
 
 or, from Python, `SavedModelSegmenter(DIR).predict(image)` /
 `TFLiteSegmenter(DIR).predict(image)` -> `[H, W]` class indices. The models
-hold the network with its preprocessing (the run's images in, logits out). A
-SavedModel that takes any size runs each image whole; otherwise images are
-covered by tiles of the export's size, as `serving.py` does (whose tiling
-this reuses; both files are copied next to the export, and neither imports
-jaxseg, Flax or JAX for these formats).
+hold the network with its preprocessing (the run's images in, logits out). An
+export that takes any size runs each image whole (TFLite in its tile model
+when the image pads to the tile, as XNNPACK runs that one whole); otherwise
+images are covered by tiles of the export's size, as `serving.py` does (whose
+tiling this reuses; both files are copied next to the export, and neither
+imports jaxseg, Flax or JAX for these formats).
 """
 
 import os

@@ -63,28 +63,31 @@ def save_savedmodel(model, variables, norm, output: str, size) -> dict:
           "symbolic_size": symbolic}  # fmt: skip
 
 
-def save_tflite(model, variables, norm, output: str, size) -> dict:
+def save_tflite(model, variables, norm, output: str, size, *, with_tile: bool = True) -> dict:
   """Writes `output/model.tflite`, one image of any height and width (or of
   `size` where the network needs fixed shapes), and `model_tile.tflite`, one
   of the tile `size`: LiteRT's XNNPACK delegate takes only tensors whose
   shapes are known before the run, so the any-size model runs on its plain
   kernels, 5× slower (81 vs 425 ms for configs/default.py at 512×512 on 2
-  cores); servers use the tile model for images that pad to the tile."""
+  cores); servers use the tile model for images that pad to the tile
+  (`with_tile=False` leaves it out)."""
   serve = stablehlo.padded_forward(model, variables, norm)
   with onednn.backend("xla"), transformer.elementary_erf():
-    tile = _tflite_flatbuffer(serve, (*size, norm.channels), norm.dtype)
     try:
       flatbuffer = _tflite_flatbuffer(serve, (None, None, norm.channels), norm.dtype)
       shape, symbolic = [None, None, norm.channels], True
     except Exception as e:  # Any converter refusal: the network needs fixed shapes.
       print(f"tflite: height and width fixed at {tuple(size)} ({type(e).__name__})")
-      flatbuffer, shape, symbolic = tile, [*size, norm.channels], False
-  files = {"model.tflite": flatbuffer, **({TILE_FILE: tile} if symbolic else {})}
+      flatbuffer = _tflite_flatbuffer(serve, (*size, norm.channels), norm.dtype)
+      shape, symbolic = [*size, norm.channels], False
+    with_tile = with_tile and symbolic
+    tile = _tflite_flatbuffer(serve, (*size, norm.channels), norm.dtype) if with_tile else None
+  files = {"model.tflite": flatbuffer, **({TILE_FILE: tile} if with_tile else {})}
   for name, content in files.items():
     with open(os.path.join(output, name), "wb") as f:
       f.write(content)
   info = {"path": "model.tflite", "input_shape": [1, *shape], "symbolic_size": symbolic}
-  return {**info, "tile_path": TILE_FILE} if symbolic else info
+  return {**info, "tile_path": TILE_FILE} if with_tile else info
 
 
 TILE_FILE = "model_tile.tflite"

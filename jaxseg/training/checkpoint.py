@@ -46,11 +46,12 @@ logging.getLogger("absl").addFilter(_QuietUntrackedSaves())
 
 class _QuietFailedWrites(logging.Filter):
   """Orbax's write tasks that failed with the save (a full disk) are also
-  reported by asyncio as never retrieved; the save's one line says it."""
+  reported by asyncio as never retrieved (a Task's, or the _GatheringFuture
+  of several, as timing has it); the save's one line says it."""
 
   def filter(self, record: logging.LogRecord) -> bool:
     message = record.getMessage()
-    return not ("Task exception was never retrieved" in message and "orbax" in message)
+    return not ("exception was never retrieved" in message and "orbax" in message)
 
 
 logging.getLogger("asyncio").addFilter(_QuietFailedWrites())
