@@ -22,12 +22,10 @@ def padded_forward(model, variables, norm: preprocessing.Normalization):
   """The exported function: `images [N, h, w, bands] -> logits [N, h, w, C]`
   for any h, w (symbolic ones included), padded to a multiple of
   SIZE_MULTIPLE with `norm.pad` inside, logits sliced back."""
-  m = SIZE_MULTIPLE
 
   def serve(images):
-    h, w = images.shape[1:3]
-    x = spatial.pad_bottom_right(images, (m * ((h + m - 1) // m), m * ((w + m - 1) // m)), norm.pad)
-    return spatial.crop(forward_logits(model, variables, x, norm), (h, w))
+    x = spatial.pad_to_multiple(images, SIZE_MULTIPLE, norm.pad)
+    return spatial.crop(forward_logits(model, variables, x, norm), images.shape[1:3])
 
   return serve
 

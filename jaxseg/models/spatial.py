@@ -436,6 +436,8 @@ def pad_bottom_right(x: jax.Array, size, value=0.0) -> jax.Array:
   scalar or one per channel); for symbolic sizes (an export of any size) by
   concatenation, as TFLite's converter takes no pad of a symbolic amount."""
   n, h, w, c = x.shape
+  if _static(h, w, *size) and (h, w) == tuple(size):
+    return x
   if _static(h, w, *size) and np.ndim(value) == 0:
     return jnp.pad(x, ((0, 0), (0, size[0] - h), (0, size[1] - w), (0, 0)), constant_values=value)
   fill = jnp.asarray(value, x.dtype)
@@ -443,10 +445,7 @@ def pad_bottom_right(x: jax.Array, size, value=0.0) -> jax.Array:
   return jnp.concatenate([x, jnp.broadcast_to(fill, (n, size[0], size[1] - w, c))], axis=2)
 
 
-def pad_to_multiple(x: jax.Array, multiple: int, value: float = 0.0) -> jax.Array:
-  """Pads `[N, H, W, C]` at the bottom/right so H and W divide by `multiple`."""
-  h, w = x.shape[1:3]
-  ph, pw = -h % multiple, -w % multiple
-  if not (ph or pw):
-    return x
-  return jnp.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)), constant_values=value)
+def pad_to_multiple(x: jax.Array, multiple: int, value=0.0) -> jax.Array:
+  """Pads `[N, H, W, C]` at the bottom/right so H and W divide by `multiple`
+  (the size written as a multiple, so that symbolic sizes simplify)."""
+  return pad_bottom_right(x, [multiple * (-(-d // multiple)) for d in x.shape[1:3]], value)
